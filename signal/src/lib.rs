@@ -1,0 +1,9 @@
+//! The signal contract between Vigil's producers (proxies, webhook taps, the CRM) and the incident
+//! service, and the transports that carry it.
+//!
+//! - [`schema`]: the versioned [`Signal`] record.
+pub mod schema;
+
+pub use schema::{
+    Channel, DecodeError, Latency, Outcome, QueryStats, SCHEMA_VERSION, Scope, Signal, Source,
+};
