@@ -1,1 +1,7 @@
-//! Placeholder; filled by the proxy work.
+//! Vigil's data plane. Stateless: never fails or stalls client traffic because Redis, the incident
+//! service or a store is down.
+//!
+//! - [`pg`]: the PostgreSQL wire-protocol proxy (pooling, prepared statements, statement hook).
+//! - [`http`]: the HTTP proxy (reverse proxy, provider gateway, webhook taps).
+pub mod http;
+pub mod pg;

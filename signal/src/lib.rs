@@ -2,8 +2,11 @@
 //! service, and the transports that carry it.
 //!
 //! - [`schema`]: the versioned [`Signal`] record.
+//! - [`emit`]: the producer handle [`Emitter`] (bounded, drop-and-count, never blocks).
+pub mod emit;
 pub mod schema;
 
+pub use emit::{Emitter, EmitterStats};
 pub use schema::{
     Channel, DecodeError, Latency, Outcome, QueryStats, SCHEMA_VERSION, Scope, Signal, Source,
 };

@@ -1,0 +1,1 @@
+//! The HTTP proxy: reverse proxy, provider gateway, webhook taps. (Being built.)
