@@ -4,8 +4,9 @@
 //! down) the signal is dropped and counted. A transport task drains the queue (see `transport`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::Signal;
@@ -14,9 +15,9 @@ use crate::Signal;
 #[derive(Debug, Default)]
 pub struct EmitterStats {
     /// Signals accepted into the queue.
-    pub queued: AtomicU64,
+    pub queued: Counter,
     /// Signals dropped because the queue was full or the transport is gone.
-    pub dropped: AtomicU64,
+    pub dropped: Counter,
 }
 
 /// A handle producers use to send signals. Cloning is cheap.
@@ -55,10 +56,10 @@ impl Emitter {
         };
         match tx.try_send(signal) {
             Ok(()) => {
-                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                self.stats.queued.inc();
             }
             Err(_) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped.inc();
             }
         }
     }
@@ -70,6 +71,20 @@ impl Emitter {
 
     pub fn stats(&self) -> &Arc<EmitterStats> {
         &self.stats
+    }
+
+    /// Register `vigil_signals_queued_total` and `vigil_signals_dropped_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vigil_signals_queued",
+            "Signals accepted into the producer queue",
+            self.stats.queued.clone(),
+        );
+        registry.register(
+            "vigil_signals_dropped",
+            "Signals dropped because the producer queue was full (transport slow or down)",
+            self.stats.dropped.clone(),
+        );
     }
 }
 
@@ -88,11 +103,11 @@ mod tests {
         for _ in 0..5 {
             em.emit(sig());
         }
-        assert_eq!(em.stats().queued.load(Ordering::Relaxed), 2);
-        assert_eq!(em.stats().dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(em.stats().queued.get(), 2);
+        assert_eq!(em.stats().dropped.get(), 3);
         assert!(rx.recv().await.is_some());
         em.emit(sig());
-        assert_eq!(em.stats().queued.load(Ordering::Relaxed), 3);
+        assert_eq!(em.stats().queued.get(), 3);
     }
 
     #[test]
@@ -100,6 +115,6 @@ mod tests {
         let em = Emitter::disabled();
         assert!(!em.is_enabled());
         em.emit(sig());
-        assert_eq!(em.stats().dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(em.stats().dropped.get(), 0);
     }
 }

@@ -3,8 +3,12 @@
 //!
 //! - [`schema`]: the versioned [`Signal`] record.
 //! - [`emit`]: the producer handle [`Emitter`] (bounded, drop-and-count, never blocks).
+//! - [`transport`]: the pump (queue to sink), Redis Streams producer and consumer group, HTTP
+//!   batches, and the in-process sink; [`transport::SignalHandler`] is what the incident service
+//!   implements.
 pub mod emit;
 pub mod schema;
+pub mod transport;
 
 pub use emit::{Emitter, EmitterStats};
 pub use schema::{
