@@ -1,0 +1,14 @@
+//! The `vigil` binary's library: everything between the command line and the component crates.
+//!
+//! - [`cli`]: the command-line interface (`run`, `check`, ...).
+//! - [`config`]: the TOML configuration, `${ENV}` interpolation, validation.
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/api/`).
+//! - [`telemetry`]: logs, OpenTelemetry traces, Sentry.
+//! - [`signals`]: the signal transport chosen by `[signals]`, producer and consumer side.
+//! - [`run`]: `vigil run`: starts every component the config enables in one process.
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod run;
+pub mod signals;
+pub mod telemetry;
