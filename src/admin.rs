@@ -51,20 +51,25 @@ impl Admin {
             .route("/api/", get(api_index))
             .with_state(state.clone())
             .merge(self.api);
-        let guarded = match self.token {
-            Some(token) if !token.is_empty() => {
-                let token = Arc::new(token);
-                guarded.layer(middleware::from_fn(move |req, next| {
-                    require_token(token.clone(), req, next)
-                }))
-            }
-            _ => guarded,
-        };
+        let guarded = guard(guarded, self.token);
         Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .with_state(state)
             .merge(guarded)
+    }
+}
+
+/// Require `Authorization: Bearer <token>` on every route of `router` when a token is set.
+pub fn guard(router: Router, token: Option<String>) -> Router {
+    match token {
+        Some(token) if !token.is_empty() => {
+            let token = Arc::new(token);
+            router.layer(middleware::from_fn(move |req, next| {
+                require_token(token.clone(), req, next)
+            }))
+        }
+        _ => router,
     }
 }
 

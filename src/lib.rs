@@ -4,11 +4,13 @@
 //! - [`config`]: the TOML configuration, `${ENV}` interpolation, validation.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/api/`).
 //! - [`telemetry`]: logs, OpenTelemetry traces, Sentry.
+//! - [`incident`]: the incident service inside `vigil run` (server, consumer, background work).
 //! - [`signals`]: the signal transport chosen by `[signals]`, producer and consumer side.
 //! - [`run`]: `vigil run`: starts every component the config enables in one process.
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod incident;
 pub mod run;
 pub mod signals;
 pub mod telemetry;

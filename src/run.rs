@@ -1,21 +1,54 @@
-//! `vigil run`: start every component the configuration enables, in one process, and stop them
-//! gracefully on SIGTERM or Ctrl-C.
+//! `vigil run`: start every component the configuration enables, in one process; reload on
+//! SIGHUP or a change of the config file; stop gracefully on SIGTERM or Ctrl-C.
+//!
+//! [`start`] binds every listener first (so a taken port fails fast, before anything runs), then
+//! starts the incident service (the in-process signal sink), the signal producer, the proxies and
+//! the admin server. [`Running::stop`] reverses it: proxies drain, the producer flushes, the
+//! incident service stores what it got.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vigil_proxy::http::HttpProxy;
+use vigil_proxy::pg::{PgProxy, StatementHook};
+use vigil_proxy::stats::QueryStats;
 
-use crate::admin::{self, Admin};
+use crate::admin::{self, Admin, ReadyCheck};
 use crate::config::Config;
+use crate::incident::IncidentHandle;
 use crate::{signals, telemetry};
 
-/// Run until SIGTERM/SIGINT.
-pub async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init(&config.telemetry)?;
+/// A started Vigil: its bound addresses and handles, for `vigil run`, `vigil demo` and tests.
+pub struct Running {
+    pub admin_addr: SocketAddr,
+    pub pg_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub incident_addr: Option<SocketAddr>,
+    pub pg: Option<Arc<PgProxy>>,
+    pub http: Option<Arc<HttpProxy>>,
+    pub incident: Option<IncidentHandle>,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    pump: Option<JoinHandle<()>>,
+    emitter: Option<vigil_signal::Emitter>,
+}
+
+async fn bind(addr: SocketAddr, field: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{field}: cannot bind {addr}"))
+}
+
+/// Start everything `config` enables. `base` is the config file's folder (for relative rule paths).
+pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let mut registry = Registry::default();
     registry.register(
@@ -23,55 +56,239 @@ pub async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
         "Vigil build information",
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
     );
+    let admin_listener = bind(config.admin.listen, "admin.listen").await?;
+    let pg_listener = match &config.pg {
+        Some(pg) => Some(bind(pg.listen, "pg.listen").await?),
+        None => None,
+    };
+    let http_listener = match &config.http {
+        Some(http) => Some(bind(http.listen, "http.listen").await?),
+        None => None,
+    };
 
-    let producer = signals::producer(&config.signals, None, &mut registry)
-        .context("[signals]: cannot set up the transport")?;
+    let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
+    let mut ready: Vec<ReadyCheck> = Vec::new();
+    let mut api = axum::Router::new();
 
-    let admin_listener = TcpListener::bind(config.admin.listen)
-        .await
-        .with_context(|| format!("admin.listen: cannot bind {}", config.admin.listen))?;
+    // The incident service first: it is the in-process sink of the local transport.
+    let incident = match &config.incident {
+        Some(cfg) => {
+            let handle = crate::incident::start(
+                cfg,
+                base,
+                &config.signals,
+                config.admin.token.clone(),
+                &mut registry,
+                &shutdown,
+            )
+            .await?;
+            let h = handle.clone();
+            ready.push(("incident", Arc::new(move || h.ready())));
+            Some(handle)
+        }
+        None => None,
+    };
+    let incident_addr = match (&incident, &config.incident) {
+        (Some(h), Some(_)) => h.listen_addr(),
+        _ => None,
+    };
+    let producer = signals::producer(
+        &config.signals,
+        incident.as_ref().map(IncidentHandle::sink),
+        &mut registry,
+    )
+    .context("[signals]: cannot set up the transport")?;
+
+    let mut pg_addr = None;
+    let pg = match (&config.pg, pg_listener) {
+        (Some(cfg), Some(listener)) => {
+            pg_addr = Some(listener.local_addr()?);
+            let hook: Option<Arc<dyn StatementHook>> = if config.queries.enabled {
+                let mut qcfg = config.queries.clone();
+                qcfg.heavy_rules = qcfg.heavy_rules.map(|p| crate::config::resolve(base, &p));
+                let rules = QueryStats::load_rules(&qcfg).context("[queries] heavy_rules")?;
+                let stats = QueryStats::new(qcfg, rules, producer.emitter.clone(), &mut registry);
+                tasks.push((
+                    "queries",
+                    tokio::spawn({
+                        let w = stats.spawn_windows(shutdown.clone().cancelled_owned());
+                        async move { w.await.context("statistics windows") }
+                    }),
+                ));
+                api = api.merge(stats.api_router());
+                Some(stats)
+            } else {
+                None
+            };
+            let proxy = PgProxy::new(cfg.clone(), &mut registry, hook)
+                .context("[pg]: cannot start the proxy")?;
+            api = api.merge(proxy.api_router());
+            let p = proxy.clone();
+            ready.push(("pg", Arc::new(move || p.ready())));
+            let stop = shutdown.clone();
+            let p = proxy.clone();
+            tasks.push((
+                "pg",
+                tokio::spawn(async move {
+                    p.run(listener, stop.cancelled_owned())
+                        .await
+                        .context("pg proxy")
+                }),
+            ));
+            Some(proxy)
+        }
+        _ => None,
+    };
+
+    let mut http_addr = None;
+    let http = match (&config.http, http_listener) {
+        (Some(cfg), Some(listener)) => {
+            http_addr = Some(listener.local_addr()?);
+            let proxy = HttpProxy::new(cfg.clone(), &mut registry, producer.emitter.clone())
+                .context("[http]: cannot start the proxy")?;
+            api = api.merge(proxy.api_router());
+            ready.push(("http", Arc::new(|| true)));
+            let stop = shutdown.clone();
+            let p = proxy.clone();
+            tasks.push((
+                "http",
+                tokio::spawn(async move {
+                    p.run(listener, stop.cancelled_owned())
+                        .await
+                        .context("http proxy")
+                }),
+            ));
+            Some(proxy)
+        }
+        _ => None,
+    };
+
+    let admin_addr = admin_listener.local_addr()?;
     let router = Admin {
         registry,
-        ready: Vec::new(),
-        api: axum::Router::new(),
+        ready,
+        api,
         token: config.admin.token.clone(),
         components: config.components(),
     }
     .into_router();
+    let stop = shutdown.clone();
+    tasks.push((
+        "admin",
+        tokio::spawn(async move {
+            admin::serve(admin_listener, router, stop.cancelled_owned())
+                .await
+                .context("admin server")
+        }),
+    ));
     tracing::info!(
-        config = %path.display(),
-        admin = %config.admin.listen,
+        admin = %admin_addr,
+        pg = ?pg_addr,
+        http = ?http_addr,
         components = ?config.components(),
         "vigil started"
     );
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        router,
-        shutdown.clone().cancelled_owned(),
-    ));
-
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    drop(producer.emitter);
-    if let Some(pump) = producer.pump {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), pump).await;
-    }
-    admin_task.await??;
-    Ok(())
+    Ok(Running {
+        admin_addr,
+        pg_addr,
+        http_addr,
+        incident_addr,
+        pg,
+        http,
+        incident,
+        shutdown,
+        tasks,
+        pump: producer.pump,
+        emitter: Some(producer.emitter),
+    })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
+impl Running {
+    /// An emitter into this process's signal pipeline (for in-process producers such as the demo).
+    pub fn emitter(&self) -> vigil_signal::Emitter {
+        self.emitter
+            .clone()
+            .unwrap_or_else(vigil_signal::Emitter::disabled)
+    }
+
+    /// Apply a changed configuration to the running components (pool sizes, databases, rules).
+    pub fn reload(&self, config: &Config) {
+        if let (Some(pg), Some(cfg)) = (&self.pg, &config.pg) {
+            match pg.reload(cfg.clone()) {
+                Ok(()) => tracing::info!("pg configuration reloaded"),
+                Err(e) => tracing::error!(error = %e, "pg reload refused; keeping the running configuration"),
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    }
+
+    /// Stop accepting, let in-flight work finish, flush signals, and wait for every task.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let mut first_error = None;
+        for (name, task) in self.tasks.drain(..) {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(component = name, error = %format!("{e:#}"), "stopped with an error");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(anyhow::anyhow!("{name} task panicked: {e}"));
+                }
+            }
+        }
+        // Every producer is gone now: the pump flushes what is queued, then ends.
+        self.pg = None;
+        self.http = None;
+        self.emitter = None;
+        if let Some(pump) = self.pump.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
+        }
+        if let Some(incident) = self.incident.take() {
+            incident.stop().await;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `vigil run`: start, reload on SIGHUP or when the config file changes, stop on SIGTERM/Ctrl-C.
+pub async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init(&config.telemetry)?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let running = start(&config, &base).await?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("listen for SIGHUP")?;
+    let mut watched = modified(&path);
+    let mut poll = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => reload_from(&path, &running),
+            _ = poll.tick() => {
+                let now = modified(&path);
+                if now != watched {
+                    watched = now;
+                    reload_from(&path, &running);
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    running.stop().await
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn reload_from(path: &Path, running: &Running) {
+    match Config::load(path) {
+        Ok(cfg) => running.reload(&cfg),
+        Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
     }
 }

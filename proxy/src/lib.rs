@@ -2,6 +2,8 @@
 //! service or a store is down.
 //!
 //! - [`pg`]: the PostgreSQL wire-protocol proxy (pooling, prepared statements, statement hook).
+//! - [`stats`]: per-fingerprint statement statistics, heavy-query signals, `/api/queries`.
 //! - [`http`]: the HTTP proxy (reverse proxy, provider gateway, webhook taps).
 pub mod http;
 pub mod pg;
+pub mod stats;

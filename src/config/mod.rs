@@ -26,15 +26,18 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     /// The PostgreSQL proxy; runs when present.
-    pub pg: Option<toml::Table>,
+    pub pg: Option<vigil_proxy::pg::PgConfig>,
+    /// Statement statistics and heavy-query detection (applies when `[pg]` runs).
+    #[serde(default)]
+    pub queries: vigil_proxy::stats::QueryStatsConfig,
     /// The hot-read cache used by the pg proxy.
     pub cache: Option<CacheConfig>,
     /// The HTTP proxy (reverse proxy, provider gateway, webhook taps); runs when present.
-    pub http: Option<toml::Table>,
+    pub http: Option<vigil_proxy::http::HttpConfig>,
     #[serde(default)]
     pub signals: SignalsConfig,
     /// The incident service; runs when present.
-    pub incident: Option<toml::Table>,
+    pub incident: Option<vigil_incident::IncidentConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
@@ -117,11 +120,42 @@ impl Config {
         self.admin.validate()?;
         self.signals.validate(self.incident.is_some())?;
         self.telemetry.validate()?;
-        // COMPONENT-VALIDATION (pg, http) wired at integration
+        if let Some(pg) = &self.pg {
+            pg.validate().map_err(|e| match e {
+                vigil_proxy::pg::PgConfigError::Invalid { field, reason } => {
+                    ConfigError::invalid(format!("pg.{field}"), reason)
+                }
+            })?;
+        }
+        if let Some(http) = &self.http {
+            http.validate()
+                .map_err(|e| ConfigError::invalid(format!("http.{}", e.field), e.reason))?;
+        }
+        if let Some(p) = &self.queries.heavy_rules {
+            let path = resolve(base, p);
+            vigil_proxy::stats::heavy::HeavyRules::load(&path).map_err(|e| ConfigError::Rules {
+                file: path.clone(),
+                message: match e {
+                    vigil_proxy::stats::heavy::HeavyRulesError::Read { source, .. } => {
+                        format!("cannot read: {source}")
+                    }
+                    vigil_proxy::stats::heavy::HeavyRulesError::Invalid { message, .. } => message,
+                },
+            })?;
+        }
         if let Some(cache) = &self.cache {
             cache.validate(base)?;
         }
-        // COMPONENT-VALIDATION (incident) wired at integration
+        if let Some(incident) = &self.incident {
+            incident
+                .validate()
+                .map_err(|e| ConfigError::invalid(format!("incident.{}", e.field), e.problem))?;
+            let dir = resolve(base, &incident.rules);
+            vigil_incident::rules::check_rules(&dir).map_err(|e| ConfigError::Rules {
+                file: dir.clone(),
+                message: e.to_string(),
+            })?;
+        }
         Ok(())
     }
 

@@ -1,0 +1,335 @@
+//! Per-fingerprint statistics history for reports: one-minute buckets as the pg proxies publish
+//! them (merged across replicas), rolled up to hourly buckets after a configurable age.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::Any;
+use sqlx::{Row, Transaction};
+use vigil_signal::{QueryStats, Signal};
+
+use super::{Backend, Store, StoreError};
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Bucket width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    Minute,
+    Hour,
+}
+
+impl Resolution {
+    fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Minute => "minute",
+            Resolution::Hour => "hour",
+        }
+    }
+}
+
+/// Extra, rarely filtered fields kept as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Extra {
+    #[serde(default)]
+    sqlstates: BTreeMap<String, u64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    tables: Vec<String>,
+}
+
+/// One stored bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryStatsRow {
+    pub resolution: Resolution,
+    pub bucket_ms: i64,
+    pub stats: QueryStats,
+}
+
+fn u(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Merge `b` into `a` (same fingerprint/database/role): sums add, extremes widen, percentiles
+/// take the larger value (a conservative upper bound; the true merged percentile is not
+/// recoverable from summaries).
+fn merge(a: &mut QueryStats, b: &QueryStats) {
+    let first = a.calls == 0 && a.errors == 0;
+    a.calls += b.calls;
+    a.errors += b.errors;
+    a.rows += b.rows;
+    a.total_seconds += b.total_seconds;
+    a.min_seconds = if first {
+        b.min_seconds
+    } else {
+        a.min_seconds.min(b.min_seconds)
+    };
+    a.max_seconds = a.max_seconds.max(b.max_seconds);
+    a.p50_seconds = a.p50_seconds.max(b.p50_seconds);
+    a.p95_seconds = a.p95_seconds.max(b.p95_seconds);
+    a.p99_seconds = a.p99_seconds.max(b.p99_seconds);
+    a.pool_wait_seconds += b.pool_wait_seconds;
+    a.cache_hits += b.cache_hits;
+    a.cache_misses += b.cache_misses;
+    a.cache_bypasses += b.cache_bypasses;
+    a.cache_saved_seconds += b.cache_saved_seconds;
+    for (k, v) in &b.sqlstates {
+        *a.sqlstates.entry(k.clone()).or_default() += v;
+    }
+    for (k, v) in &b.tags {
+        a.tags.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if a.kind.is_none() {
+        a.kind.clone_from(&b.kind);
+    }
+    for t in &b.tables {
+        if !a.tables.contains(t) {
+            a.tables.push(t.clone());
+        }
+    }
+    if a.query.is_empty() {
+        a.query.clone_from(&b.query);
+    }
+}
+
+const SELECT_BUCKET: &str = "SELECT fingerprint, database_name, role_name, query, calls, errors, row_count, total_seconds, \
+     min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, pool_wait_seconds, cache_hits, \
+     cache_misses, cache_bypasses, cache_saved_seconds, extra, resolution, bucket_ms FROM query_stats \
+     WHERE fingerprint = $1 AND database_name = $2 AND role_name = $3 AND resolution = $4 AND bucket_ms = $5";
+
+/// Load a bucket for a read-modify-write, creating an empty one first so that concurrent writers
+/// (several replicas on PostgreSQL) serialize on its row lock instead of losing an update.
+async fn load_locked(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    key: (&str, &str, &str),
+    resolution: Resolution,
+    bucket_ms: i64,
+) -> Result<QueryStats, StoreError> {
+    sqlx::query(
+        "INSERT INTO query_stats (fingerprint, database_name, role_name, resolution, bucket_ms, query, calls, \
+         errors, row_count, total_seconds, min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, \
+         pool_wait_seconds, cache_hits, cache_misses, cache_bypasses, cache_saved_seconds, extra) VALUES \
+         ($1, $2, $3, $4, $5, '', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '{}') \
+         ON CONFLICT (fingerprint, database_name, role_name, resolution, bucket_ms) DO NOTHING",
+    )
+    .bind(key.0)
+    .bind(key.1)
+    .bind(key.2)
+    .bind(resolution.as_str())
+    .bind(bucket_ms)
+    .execute(&mut **tx)
+    .await?;
+    let sql = match backend {
+        Backend::Postgres => sqlx::AssertSqlSafe(format!("{SELECT_BUCKET} FOR UPDATE")),
+        Backend::Sqlite => sqlx::AssertSqlSafe(SELECT_BUCKET.to_string()),
+    };
+    let row = sqlx::query(sql)
+        .bind(key.0)
+        .bind(key.1)
+        .bind(key.2)
+        .bind(resolution.as_str())
+        .bind(bucket_ms)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(decode(&row)?.stats)
+}
+
+fn decode(r: &sqlx::any::AnyRow) -> Result<QueryStatsRow, StoreError> {
+    let g = |i: usize| -> Result<u64, StoreError> {
+        let v: i64 = r.try_get(i)?;
+        Ok(u64::try_from(v).unwrap_or_default())
+    };
+    let extra: String = r.try_get(18)?;
+    let extra: Extra = serde_json::from_str(&extra)?;
+    let resolution: String = r.try_get(19)?;
+    let resolution = match resolution.as_str() {
+        "minute" => Resolution::Minute,
+        "hour" => Resolution::Hour,
+        _ => return Err(StoreError::Corrupt("query_stats.resolution")),
+    };
+    Ok(QueryStatsRow {
+        resolution,
+        bucket_ms: r.try_get(20)?,
+        stats: QueryStats {
+            fingerprint: r.try_get(0)?,
+            database: r.try_get(1)?,
+            role: r.try_get(2)?,
+            query: r.try_get(3)?,
+            calls: g(4)?,
+            errors: g(5)?,
+            rows: g(6)?,
+            total_seconds: r.try_get(7)?,
+            min_seconds: r.try_get(8)?,
+            max_seconds: r.try_get(9)?,
+            p50_seconds: r.try_get(10)?,
+            p95_seconds: r.try_get(11)?,
+            p99_seconds: r.try_get(12)?,
+            pool_wait_seconds: r.try_get(13)?,
+            cache_hits: g(14)?,
+            cache_misses: g(15)?,
+            cache_bypasses: g(16)?,
+            cache_saved_seconds: r.try_get(17)?,
+            sqlstates: extra.sqlstates,
+            tags: extra.tags,
+            kind: extra.kind,
+            tables: extra.tables,
+        },
+    })
+}
+
+async fn upsert(
+    tx: &mut Transaction<'static, Any>,
+    resolution: Resolution,
+    bucket_ms: i64,
+    q: &QueryStats,
+) -> Result<(), StoreError> {
+    let extra = serde_json::to_string(&Extra {
+        sqlstates: q.sqlstates.clone(),
+        tags: q.tags.clone(),
+        kind: q.kind.clone(),
+        tables: q.tables.clone(),
+    })?;
+    sqlx::query(
+        "INSERT INTO query_stats (fingerprint, database_name, role_name, resolution, bucket_ms, query, calls, \
+         errors, row_count, total_seconds, min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, \
+         pool_wait_seconds, cache_hits, cache_misses, cache_bypasses, cache_saved_seconds, extra) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+         ON CONFLICT (fingerprint, database_name, role_name, resolution, bucket_ms) DO UPDATE SET \
+         query = excluded.query, calls = excluded.calls, errors = excluded.errors, row_count = excluded.row_count, \
+         total_seconds = excluded.total_seconds, min_seconds = excluded.min_seconds, \
+         max_seconds = excluded.max_seconds, p50_seconds = excluded.p50_seconds, \
+         p95_seconds = excluded.p95_seconds, p99_seconds = excluded.p99_seconds, \
+         pool_wait_seconds = excluded.pool_wait_seconds, cache_hits = excluded.cache_hits, \
+         cache_misses = excluded.cache_misses, cache_bypasses = excluded.cache_bypasses, \
+         cache_saved_seconds = excluded.cache_saved_seconds, extra = excluded.extra",
+    )
+    .bind(q.fingerprint.as_str())
+    .bind(q.database.as_str())
+    .bind(q.role.as_str())
+    .bind(resolution.as_str())
+    .bind(bucket_ms)
+    .bind(q.query.as_str())
+    .bind(u(q.calls))
+    .bind(u(q.errors))
+    .bind(u(q.rows))
+    .bind(q.total_seconds)
+    .bind(q.min_seconds)
+    .bind(q.max_seconds)
+    .bind(q.p50_seconds)
+    .bind(q.p95_seconds)
+    .bind(q.p99_seconds)
+    .bind(q.pool_wait_seconds)
+    .bind(u(q.cache_hits))
+    .bind(u(q.cache_misses))
+    .bind(u(q.cache_bypasses))
+    .bind(q.cache_saved_seconds)
+    .bind(extra)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Merge one signal's statistics into its minute bucket (inside the insert transaction, so a
+/// signal id is counted exactly once).
+pub(super) async fn merge_minute(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    signal: &Signal,
+    q: &QueryStats,
+) -> Result<(), StoreError> {
+    let bucket = signal.time.timestamp_millis().div_euclid(MINUTE_MS) * MINUTE_MS;
+    let key = (q.fingerprint.as_str(), q.database.as_str(), q.role.as_str());
+    let mut merged = load_locked(tx, backend, key, Resolution::Minute, bucket).await?;
+    merge(&mut merged, q);
+    merged.fingerprint.clone_from(&q.fingerprint);
+    merged.database.clone_from(&q.database);
+    merged.role.clone_from(&q.role);
+    upsert(tx, Resolution::Minute, bucket, &merged).await
+}
+
+impl Store {
+    /// Buckets with `from_ms <= bucket < to_ms`, both resolutions, ordered by fingerprint and time.
+    pub async fn query_stats_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<QueryStatsRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, database_name, role_name, query, calls, errors, row_count, total_seconds, \
+             min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, pool_wait_seconds, cache_hits, \
+             cache_misses, cache_bypasses, cache_saved_seconds, extra, resolution, bucket_ms FROM query_stats \
+             WHERE bucket_ms >= $1 AND bucket_ms < $2 ORDER BY fingerprint, database_name, role_name, bucket_ms, resolution",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Roll minute buckets older than `before_ms` up into hourly buckets and delete them, in one
+    /// transaction. Returns the number of minute buckets rolled up.
+    pub async fn rollup_query_stats(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let cutoff = before_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query(
+            "SELECT fingerprint, database_name, role_name, query, calls, errors, row_count, total_seconds, \
+             min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, pool_wait_seconds, cache_hits, \
+             cache_misses, cache_bypasses, cache_saved_seconds, extra, resolution, bucket_ms FROM query_stats \
+             WHERE resolution = 'minute' AND bucket_ms < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut hours: BTreeMap<(String, String, String, i64), QueryStats> = BTreeMap::new();
+        for r in &rows {
+            let row = decode(r)?;
+            let hour = row.bucket_ms.div_euclid(HOUR_MS) * HOUR_MS;
+            let key = (
+                row.stats.fingerprint.clone(),
+                row.stats.database.clone(),
+                row.stats.role.clone(),
+                hour,
+            );
+            let entry = hours.entry(key).or_default();
+            merge(entry, &row.stats);
+        }
+        for ((fp, db, role, hour), mut stats) in hours {
+            let mut merged = load_locked(
+                &mut tx,
+                self.backend(),
+                (&fp, &db, &role),
+                Resolution::Hour,
+                hour,
+            )
+            .await?;
+            merge(&mut merged, &stats);
+            stats = merged;
+            stats.fingerprint = fp;
+            stats.database = db;
+            stats.role = role;
+            upsert(&mut tx, Resolution::Hour, hour, &stats).await?;
+        }
+        sqlx::query("DELETE FROM query_stats WHERE resolution = 'minute' AND bucket_ms < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Delete hourly buckets older than `before_ms`.
+    pub async fn delete_query_stats_before(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM query_stats WHERE bucket_ms < $1")
+            .bind(before_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,154 @@
+//! The HTTP proxy's metrics, registered once into the registry passed to `HttpProxy::new`.
+//! Label values are bounded: methods from a fixed list, route templates from a bounded table,
+//! providers and reasons from configuration and code.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// OpenTelemetry's default buckets for `http.server.request.duration`.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: &'static str,
+    pub route: String,
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub provider: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayLabels {
+    pub provider: String,
+    pub class: &'static str,
+}
+
+type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// All metrics of the HTTP proxy.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub request_duration: HistFamily<RequestLabels>,
+    pub rejected: Family<ReasonLabels, Counter>,
+    pub upstream_errors: Family<ReasonLabels, Counter>,
+    pub retries: Counter,
+    pub ejections: Counter,
+    pub healthy_upstreams: Gauge,
+    pub webhooks: Family<WebhookLabels, Counter>,
+    pub webhook_events: Family<WebhookLabels, Counter>,
+    pub gateway_requests: Family<GatewayLabels, Counter>,
+    pub gateway_duration: HistFamily<GatewayLabels>,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            request_duration: Family::new_with_constructor(duration_histogram),
+            rejected: Family::default(),
+            upstream_errors: Family::default(),
+            retries: Counter::default(),
+            ejections: Counter::default(),
+            healthy_upstreams: Gauge::default(),
+            webhooks: Family::default(),
+            webhook_events: Family::default(),
+            gateway_requests: Family::default(),
+            gateway_duration: Family::new_with_constructor(duration_histogram),
+        };
+        registry.register_with_unit(
+            "vigil_http_server_request_duration",
+            "Duration of HTTP requests served by the reverse proxy (OpenTelemetry http.server.request.duration)",
+            prometheus_client::registry::Unit::Seconds,
+            m.request_duration.clone(),
+        );
+        registry.register(
+            "vigil_http_rejected_requests",
+            "Requests refused before reaching an upstream (smuggling defences, limits), by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "vigil_http_upstream_errors",
+            "Failed upstream attempts, by reason (connect, timeout, io)",
+            m.upstream_errors.clone(),
+        );
+        registry.register(
+            "vigil_http_upstream_retries",
+            "Upstream attempts that were retries of an idempotent request",
+            m.retries.clone(),
+        );
+        registry.register(
+            "vigil_http_upstream_ejections",
+            "Upstream instances ejected by passive outlier detection",
+            m.ejections.clone(),
+        );
+        registry.register(
+            "vigil_http_upstream_healthy_instances",
+            "Upstream instances currently not ejected",
+            m.healthy_upstreams.clone(),
+        );
+        registry.register(
+            "vigil_webhook_requests",
+            "Webhook requests seen by the taps, by provider and result (verified or the reason it was not counted)",
+            m.webhooks.clone(),
+        );
+        registry.register(
+            "vigil_webhook_events",
+            "Normalized outcomes extracted from verified webhooks, by provider and outcome (duplicates excluded)",
+            m.webhook_events.clone(),
+        );
+        registry.register(
+            "vigil_provider_gateway_requests",
+            "Provider gateway calls, by provider and outcome class",
+            m.gateway_requests.clone(),
+        );
+        registry.register_with_unit(
+            "vigil_provider_gateway_request_duration",
+            "Duration of provider gateway calls",
+            prometheus_client::registry::Unit::Seconds,
+            m.gateway_duration.clone(),
+        );
+        m
+    }
+}
+
+/// A bounded method label.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "_OTHER",
+    }
+}
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

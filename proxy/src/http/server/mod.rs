@@ -1,0 +1,564 @@
+//! The data path: one listener serving HTTP/1.1 (keep-alive) and h2c, behind the smuggling
+//! [`gate`]. Requests go to the webhook taps (`[[http.webhooks]]` paths), the provider gateway
+//! (`/_provider/<name>/...`) or the CRM upstreams.
+//!
+//! - [`gate`]: strict request-head and framing checks in front of hyper.
+//! - [`forward`]: the reverse proxy (retries, timeouts, ejection).
+//! - [`taps`]: webhook taps on the data path (read raw body, verify and parse off-path, forward).
+//! - [`gateway`]: provider gateway forwarding and outcome signals.
+//! - [`headers`], [`body`], [`client`], [`upstream`], [`routes`], [`trace`], [`metrics`].
+
+pub mod body;
+pub mod client;
+pub mod forward;
+pub mod gate;
+pub mod gateway;
+pub mod headers;
+pub mod ingress;
+pub mod metrics;
+pub mod routes;
+pub mod taps;
+pub mod trace;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use ipnet::IpNet;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use vigil_signal::Emitter;
+
+use self::body::ProxyBody;
+use self::gate::{Gate, GateLimits, Reject};
+use self::metrics::{Metrics, ReasonLabels, RequestLabels, method_label, status_class};
+use self::routes::RouteTable;
+use self::trace::TraceContext;
+use self::upstream::Pool;
+use super::config::{HttpConfig, ProviderRoute};
+use super::error::HttpError;
+use super::pii::PiiHasher;
+use super::webhook::ses::CertCache;
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// The HTTP proxy. Build with [`HttpProxy::new`], serve with [`HttpProxy::run`].
+pub struct HttpProxy {
+    /// The configuration the proxy started with (listener-level settings).
+    cfg: HttpConfig,
+    /// What a reload replaces; each request holds the version it started with.
+    live: RwLock<Arc<Live>>,
+    hasher: PiiHasher,
+    certs: Arc<CertCache>,
+    client: client::HttpClient,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Metrics,
+    routes: RouteTable,
+    emitter: Emitter,
+    reject_prefix: String,
+    dedup: taps::RecentIds,
+    ingress: ingress::IngressStats,
+    retry_budget: upstream::RetryBudget,
+}
+
+impl std::fmt::Debug for HttpProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProxy")
+            .field("listen", &self.cfg.listen)
+            .finish()
+    }
+}
+
+/// The reloadable part: configuration, upstream instances, provider routes, webhook taps.
+pub struct Live {
+    pub cfg: HttpConfig,
+    pub pool: Pool,
+    pub providers: Vec<gateway::ProviderTarget>,
+    pub taps: HashMap<String, taps::TapRoute>,
+}
+
+impl Live {
+    fn build(
+        cfg: HttpConfig,
+        hasher: &PiiHasher,
+        certs: &Arc<CertCache>,
+    ) -> Result<Live, HttpError> {
+        let mut tap_map = HashMap::new();
+        for (index, w) in cfg.webhooks.iter().enumerate() {
+            let route = taps::TapRoute::new(w, hasher.clone(), certs.clone())
+                .map_err(|source| HttpError::Webhook { index, source })?;
+            tap_map.insert(w.path.clone(), route);
+        }
+        let providers = cfg
+            .providers
+            .iter()
+            .filter_map(gateway::ProviderTarget::new)
+            .collect();
+        let pool = Pool::new(
+            &cfg.upstream,
+            cfg.eject_after_failures,
+            Duration::from_millis(cfg.eject_ms),
+        );
+        Ok(Live {
+            cfg,
+            pool,
+            providers,
+            taps: tap_map,
+        })
+    }
+
+    fn provider_for(&self, path: &str) -> Option<&gateway::ProviderTarget> {
+        self.providers.iter().find(|p| {
+            path.strip_prefix(p.prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+/// Per-request facts shared by the handlers.
+pub struct RequestCtx {
+    pub peer: IpAddr,
+    pub trusted: bool,
+    /// The client connected over TLS.
+    pub tls: bool,
+    pub trace: TraceContext,
+}
+
+impl HttpProxy {
+    /// Validates `config`, registers metrics and builds the clients. SES taps fetch signing
+    /// certificates over HTTPS from SNS hosts.
+    pub fn new(
+        config: HttpConfig,
+        registry: &mut Registry,
+        emitter: Emitter,
+    ) -> Result<Arc<HttpProxy>, HttpError> {
+        Self::with_cert_source(config, registry, emitter, None)
+    }
+
+    /// Like [`HttpProxy::new`], with the source of SNS signing certificates injected.
+    pub fn with_cert_source(
+        config: HttpConfig,
+        registry: &mut Registry,
+        emitter: Emitter,
+        certs: Option<Arc<dyn super::webhook::ses::CertSource>>,
+    ) -> Result<Arc<HttpProxy>, HttpError> {
+        config.validate()?;
+        let client = client::build(&config)?;
+        let tls = config.tls.as_ref().map(client::acceptor).transpose()?;
+        let hasher = match &config.pii_hash_key {
+            Some(k) => PiiHasher::new(k.as_bytes().to_vec()),
+            None => PiiHasher::random(),
+        };
+        let source: Arc<dyn super::webhook::ses::CertSource> = match certs {
+            Some(s) => s,
+            None => Arc::new(taps::HttpsCertSource::new(client.clone())),
+        };
+        let cert_cache = Arc::new(CertCache::new(source, 64));
+        let live = Live::build(config.clone(), &hasher, &cert_cache)?;
+        let metrics = Metrics::register(registry);
+        emitter.register(registry);
+        metrics.healthy_upstreams.set(live.pool.len() as i64);
+        let mut token = [0u8; 16];
+        let _ = aws_lc_rs::rand::fill(&mut token);
+        Ok(Arc::new(HttpProxy {
+            routes: RouteTable::new(config.max_routes),
+            live: RwLock::new(Arc::new(live)),
+            hasher,
+            certs: cert_cache,
+            client,
+            tls,
+            metrics,
+            emitter,
+            reject_prefix: format!("/.vigil-reject/{}/", hex::encode(token)),
+            dedup: taps::RecentIds::new(10_000),
+            ingress: ingress::IngressStats::new(config.signal_window_secs),
+            retry_budget: upstream::RetryBudget::default(),
+            cfg: config,
+        }))
+    }
+
+    /// The current reloadable state.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies a new configuration without dropping in-flight requests: requests already
+    /// running finish with the state they started with; new ones use the new upstreams,
+    /// providers, webhooks, timeouts, limits and trusted CIDRs. `listen`, `ca_file`,
+    /// `pii_hash_key`, `max_routes` and `signal_window_secs` need a restart.
+    pub fn reload(&self, config: HttpConfig) -> Result<(), HttpError> {
+        config.validate()?;
+        let c = &self.cfg;
+        for (field, same) in [
+            ("listen", c.listen == config.listen),
+            ("tls", c.tls == config.tls),
+            ("ca_file", c.ca_file == config.ca_file),
+            ("pii_hash_key", c.pii_hash_key == config.pii_hash_key),
+            ("max_routes", c.max_routes == config.max_routes),
+            (
+                "signal_window_secs",
+                c.signal_window_secs == config.signal_window_secs,
+            ),
+        ] {
+            if !same {
+                return Err(HttpError::RestartRequired(field));
+            }
+        }
+        let live = Live::build(config, &self.hasher, &self.certs)?;
+        self.metrics
+            .healthy_upstreams
+            .set(live.pool.healthy() as i64);
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        Ok(())
+    }
+
+    /// Serves `listener` until `shutdown` completes, then stops accepting and waits (up to 30 s)
+    /// for in-flight requests.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), HttpError> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.cfg.timeouts.header_read())
+            .keep_alive(true)
+            // The gate ends the stream right after a synthetic reject request; hyper must
+            // still write that response.
+            .half_close(true)
+            .max_buf_size((self.cfg.limits.max_header_bytes * 2).max(16 * 1024));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.cfg.limits.max_header_bytes as u32);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        let flusher = self.clone().spawn_ingress_flusher();
+        let checker = self.clone().spawn_health_checks();
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of descriptors and similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let limits = {
+                let live = self.live();
+                let (l, t) = (&live.cfg.limits, &live.cfg.timeouts);
+                GateLimits {
+                    max_header_bytes: l.max_header_bytes,
+                    max_headers: l.max_headers,
+                    max_body_bytes: l.max_body_bytes,
+                    header_read: t.header_read(),
+                    idle: t.idle(),
+                }
+            };
+            let prefix = self.reject_prefix.clone();
+            let me = self.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                let is_tls = tls.is_some();
+                let svc = service_fn(move |req| {
+                    let me = me.clone();
+                    async move { Ok::<_, Infallible>(me.handle(req, peer, is_tls).await) }
+                });
+                match tls {
+                    None => {
+                        let io = TokioIo::new(Gate::new(stream, limits, prefix));
+                        let conn = builder.serve_connection_with_upgrades(io, svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                    Some(acceptor) => {
+                        let hs = tokio::time::timeout(limits.header_read, acceptor.accept(stream));
+                        let Ok(Ok(s)) = hs.await else {
+                            return;
+                        };
+                        let io = TokioIo::new(Gate::new(s, limits, prefix));
+                        let conn = builder.serve_connection_with_upgrades(io, svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                }
+            });
+        }
+        drop(listener);
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(DRAIN) => {
+                tracing::warn!("shutdown: in-flight requests still running after the drain timeout");
+            }
+        }
+        flusher.abort();
+        if let Some(c) = checker {
+            c.abort();
+        }
+        self.flush_ingress();
+        Ok(())
+    }
+
+    /// Active health checks, when `health_check_path` is set.
+    fn spawn_health_checks(self: Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let path = self.cfg.health_check_path.clone()?;
+        let pq: http::uri::PathAndQuery = path.parse().ok()?;
+        Some(tokio::spawn(async move {
+            let period = Duration::from_millis(self.cfg.health_check_interval_ms);
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let live = self.live();
+                for i in 0..live.pool.len() {
+                    let inst = live.pool.get(i);
+                    let Ok(uri) = http::Uri::builder()
+                        .scheme(inst.scheme.clone())
+                        .authority(inst.authority.clone())
+                        .path_and_query(pq.clone())
+                        .build()
+                    else {
+                        continue;
+                    };
+                    let Ok(req) = Request::get(uri)
+                        .header("user-agent", "vigil-health-check")
+                        .body(body::empty())
+                    else {
+                        continue;
+                    };
+                    let res =
+                        tokio::time::timeout(live.cfg.timeouts.per_try(), self.client.request(req))
+                            .await;
+                    let ok = matches!(&res, Ok(Ok(r)) if r.status().is_success());
+                    if ok {
+                        live.pool.mark_up(i);
+                    } else if live.pool.mark_down(i) {
+                        self.metrics.ejections.inc();
+                        tracing::warn!(upstream = %inst.authority, "upstream instance failed its health check");
+                    }
+                }
+                self.metrics
+                    .healthy_upstreams
+                    .set(live.pool.healthy() as i64);
+            }
+        }))
+    }
+
+    fn spawn_ingress_flusher(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let period = Duration::from_secs(u64::from(self.ingress.window_secs()));
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tick.tick().await;
+                self.flush_ingress();
+            }
+        })
+    }
+
+    fn flush_ingress(&self) {
+        for s in self.ingress.flush() {
+            self.emitter.emit(s);
+        }
+    }
+
+    /// Routes under `/api/http` for the admin server.
+    pub fn api_router(self: &Arc<Self>) -> axum::Router {
+        let me = self.clone();
+        axum::Router::new().route(
+            "/api/http/routes",
+            axum::routing::get(move || {
+                let me = me.clone();
+                async move {
+                    let live = me.live();
+                    let mut webhooks: Vec<String> = live.taps.keys().cloned().collect();
+                    webhooks.sort();
+                    axum::Json(serde_json::json!({
+                        "routes": me.routes.list(),
+                        "upstreams": live.pool.len(),
+                        "healthy_upstreams": live.pool.healthy(),
+                        "providers": live.providers.iter().map(|p| p.prefix.clone()).collect::<Vec<_>>(),
+                        "webhooks": webhooks,
+                    }))
+                }
+            }),
+        )
+    }
+
+    fn trusted(live: &Live, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        live.cfg
+            .trusted_cidrs
+            .iter()
+            .any(|n: &IpNet| n.contains(&ip))
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<ProxyBody> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "http.server",
+            otel.name = tracing::field::Empty,
+            otel.kind = "server",
+            http.request.method = method_label(req.method()),
+            http.route = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        self.handle_inner(req, peer, tls).instrument(span).await
+    }
+
+    async fn handle_inner(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<ProxyBody> {
+        if let Some(code) = req.uri().path().strip_prefix(self.reject_prefix.as_str()) {
+            return self.rejected(code);
+        }
+        let start = Instant::now();
+        let live = self.live();
+        let trusted = Self::trusted(&live, peer.ip());
+        let incoming_trace = trusted
+            .then(|| req.headers().get("traceparent"))
+            .flatten()
+            .and_then(|v| v.to_str().ok());
+        let ctx = RequestCtx {
+            peer: peer.ip(),
+            trusted,
+            tls,
+            trace: TraceContext::continue_or_start(incoming_trace),
+        };
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        // The gate lets an upgrade request's connection through unchecked afterwards, so an
+        // upgrade that does not happen must end the connection.
+        let asked_upgrade =
+            req.version() == http::Version::HTTP_11 && req.headers().contains_key(header::UPGRADE);
+        let (route, mut resp) = if let Some(tap) = live.taps.get(&path) {
+            (
+                path.clone(),
+                self.clone().serve_webhook(&live, tap, req, &ctx).await,
+            )
+        } else if let Some(p) = live.provider_for(&path) {
+            let route = format!(
+                "{}{}",
+                p.prefix,
+                routes::template_of(&path[p.prefix.len()..])
+            );
+            (route, self.serve_gateway(&live, p, req).await)
+        } else {
+            (
+                self.routes.template(&path),
+                self.serve_upstream(&live, req, &ctx).await,
+            )
+        };
+        let span = tracing::Span::current();
+        span.record("otel.name", format!("{} {route}", method_label(&method)));
+        span.record("http.route", route.as_str());
+        span.record("http.response.status_code", resp.status().as_u16());
+        span.record("trace_id", ctx.trace.trace_id.as_str());
+        if asked_upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            resp.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        let status = resp.status().as_u16();
+        let elapsed = start.elapsed();
+        self.ingress.record(&route, status, elapsed.as_secs_f64());
+        self.metrics
+            .request_duration
+            .get_or_create(&RequestLabels {
+                method: method_label(&method),
+                route: route.clone(),
+                status_class: status_class(status),
+            })
+            .observe(elapsed.as_secs_f64());
+        if live.cfg.access_log {
+            tracing::info!(
+                target: "vigil::access",
+                method = method_label(&method),
+                route = %route,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                trace_id = %ctx.trace.trace_id,
+                "request"
+            );
+        }
+        resp
+    }
+
+    fn rejected(&self, code: &str) -> Response<ProxyBody> {
+        let why = Reject::from_code(code.parse().unwrap_or(0));
+        self.metrics
+            .rejected
+            .get_or_create(&ReasonLabels {
+                reason: why.reason(),
+            })
+            .inc();
+        tracing::info!(target: "vigil::access", reason = why.reason(), status = why.status(), "request refused");
+        error_response(
+            StatusCode::from_u16(why.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            true,
+        )
+    }
+}
+
+/// A short plain-text error response; `close` adds `Connection: close`.
+pub fn error_response(status: StatusCode, close: bool) -> Response<ProxyBody> {
+    let mut r = Response::new(body::full(format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if close {
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    r
+}
+
+impl gateway::ProviderTarget {
+    fn new(p: &ProviderRoute) -> Option<gateway::ProviderTarget> {
+        let base: http::Uri = p.upstream.parse().ok()?;
+        Some(gateway::ProviderTarget {
+            name: p.name.clone(),
+            prefix: p.prefix(),
+            channel: p.channel.into(),
+            scheme: base.scheme().cloned()?,
+            authority: base.authority().cloned()?,
+            base_path: base.path().trim_end_matches('/').to_string(),
+        })
+    }
+}

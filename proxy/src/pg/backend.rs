@@ -1,0 +1,377 @@
+//! Server -> client: responses are matched against the queue of what the proxy sent
+//! ([`Pending`]), swallowed when the proxy asked for them itself, forwarded otherwise, with
+//! proxy-made responses emitted at their place in the stream.
+
+use std::time::{Duration, Instant};
+
+use super::config::PoolMode;
+use super::hook::{QueryProtocol, StatementEvent};
+use super::protocol::status::{self, ErrorFields};
+use super::protocol::{RawMessage, simple};
+use super::session::{Pending, Session};
+use super::upstream::set_param;
+
+impl Session {
+    /// Handle every complete message buffered from the server.
+    pub fn on_server_data(&mut self) {
+        loop {
+            let Some(srv) = self.server.as_mut() else {
+                return;
+            };
+            let msg = match srv.conn().dec.decode() {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(_) => {
+                    self.server_lost(None);
+                    return;
+                }
+            };
+            if !self.on_server_message(msg) {
+                return;
+            }
+        }
+    }
+
+    fn forward(&mut self, m: &RawMessage) {
+        self.cout.extend_from_slice(&m.frame);
+    }
+
+    /// Returns false when the server is gone.
+    fn on_server_message(&mut self, m: RawMessage) -> bool {
+        self.drain_synth();
+        let internal = matches!(self.pending.front(), Some(Pending::Internal));
+        match m.tag {
+            b'N' | b'A' => {
+                if !internal {
+                    self.forward(&m);
+                }
+                return true;
+            }
+            b'S' => {
+                if !internal {
+                    if let Ok((k, v)) = status::decode_parameter_status(m.body())
+                        && let Some(s) = self.server.as_mut()
+                    {
+                        set_param(&mut s.conn().params, k, v);
+                    }
+                    self.forward(&m);
+                }
+                return true;
+            }
+            _ => {}
+        }
+        if m.tag == b'E' {
+            return self.on_server_error(m);
+        }
+        if m.tag == b'Z'
+            && matches!(
+                self.pending.front(),
+                Some(
+                    Pending::Parse { .. }
+                        | Pending::Bind
+                        | Pending::Describe
+                        | Pending::Execute { .. }
+                        | Pending::Close { .. }
+                )
+            )
+        {
+            // Messages sent after an error and before Sync were skipped by the server.
+            while let Some(p) = self.pending.pop_front() {
+                match p {
+                    Pending::Sync => break,
+                    Pending::Parse {
+                        server_name,
+                        client_name,
+                        ..
+                    } => self.parse_failed(server_name, client_name),
+                    _ => {}
+                }
+            }
+            self.set_status(&m);
+            self.forward(&m);
+            self.drain_synth();
+            return true;
+        }
+        let Some(front) = self.pending.front_mut() else {
+            // Nothing expected: a stray message (never forwarded mid-stream to another client).
+            return true;
+        };
+        match front {
+            Pending::Internal => {
+                if m.tag == b'Z' {
+                    self.pending.pop_front();
+                }
+            }
+            Pending::Query { hook } => {
+                match m.tag {
+                    b'C' | b'I' => {
+                        self.inner.metrics.statements.inc();
+                        if let Some(h) = hook.as_mut() {
+                            let tag = if m.tag == b'C' {
+                                simple::decode_command_complete(m.body()).ok()
+                            } else {
+                                None
+                            };
+                            let h = &mut **h;
+                            let now = Instant::now();
+                            let sql = h.statements.get(h.next).map(String::as_str).unwrap_or("");
+                            if let Some(hk) = &self.inner.hook {
+                                hk.on_statement(&StatementEvent {
+                                    database: &self.database,
+                                    user: &self.user,
+                                    sql,
+                                    protocol: QueryProtocol::Simple,
+                                    duration: now - h.last,
+                                    pool_wait: std::mem::take(&mut self.last_wait),
+                                    rows: tag.and_then(simple::rows_from_tag),
+                                    command_tag: tag,
+                                    sqlstate: None,
+                                });
+                            }
+                            h.next += 1;
+                            h.last = now;
+                        }
+                        if m.tag == b'C' {
+                            self.copy_in = false;
+                            self.after_command(&m);
+                        }
+                    }
+                    b'G' => self.copy_in = true,
+                    b'Z' => {
+                        self.set_status(&m);
+                        self.pending.pop_front();
+                    }
+                    _ => {}
+                }
+                self.forward(&m);
+            }
+            Pending::FunctionCall => {
+                if m.tag == b'Z' {
+                    self.set_status(&m);
+                    self.pending.pop_front();
+                }
+                self.forward(&m);
+            }
+            Pending::Parse {
+                hidden,
+                server_name,
+                ..
+            } => {
+                let hidden = *hidden;
+                if m.tag == b'1' {
+                    if let Some(n) = server_name.take() {
+                        self.pool.statement_parsed(&n);
+                    }
+                    self.pending.pop_front();
+                }
+                if !(hidden && m.tag == b'1') {
+                    self.forward(&m);
+                }
+            }
+            Pending::Bind => {
+                if m.tag == b'2' {
+                    self.pending.pop_front();
+                }
+                self.forward(&m);
+            }
+            Pending::Describe => {
+                if m.tag == b'T' || m.tag == b'n' {
+                    self.pending.pop_front();
+                }
+                self.forward(&m);
+            }
+            Pending::Execute { hook } => {
+                match m.tag {
+                    b'C' | b'I' | b's' => {
+                        if m.tag != b's' {
+                            self.inner.metrics.statements.inc();
+                        }
+                        let hook = hook.take();
+                        let tag = (m.tag == b'C')
+                            .then(|| simple::decode_command_complete(m.body()).ok())
+                            .flatten();
+                        if let (Some(h), Some(hk)) = (hook, &self.inner.hook) {
+                            hk.on_statement(&StatementEvent {
+                                database: &self.database,
+                                user: &self.user,
+                                sql: &h.sql,
+                                protocol: QueryProtocol::Extended,
+                                duration: h.started.elapsed(),
+                                pool_wait: std::mem::take(&mut self.last_wait),
+                                rows: tag.and_then(simple::rows_from_tag),
+                                command_tag: tag,
+                                sqlstate: None,
+                            });
+                        }
+                        self.pending.pop_front();
+                        if m.tag == b'C' {
+                            self.copy_in = false;
+                            self.after_command(&m);
+                        }
+                    }
+                    b'G' => {
+                        self.copy_in = true;
+                        // Syncs the client sent after this Execute and before ending the COPY
+                        // are ignored by the server: expect no ReadyForQuery for them.
+                        let mut i = 1;
+                        while i < self.pending.len() {
+                            match self.pending[i] {
+                                Pending::Sync => {
+                                    self.pending.remove(i);
+                                }
+                                Pending::CopyBoundary => {
+                                    self.pending.remove(i);
+                                    break;
+                                }
+                                _ => i += 1,
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                self.forward(&m);
+            }
+            Pending::Close { hidden } => {
+                let hidden = *hidden;
+                if m.tag == b'3' {
+                    self.pending.pop_front();
+                }
+                if !(hidden && m.tag == b'3') {
+                    self.forward(&m);
+                }
+            }
+            Pending::Sync => {
+                if m.tag == b'Z' {
+                    self.set_status(&m);
+                    self.pending.pop_front();
+                }
+                self.forward(&m);
+            }
+            Pending::Synth(_) | Pending::CopyBoundary => unreachable!("drained above"),
+        }
+        self.drain_synth();
+        true
+    }
+
+    fn set_status(&mut self, m: &RawMessage) {
+        if let Ok(s) = simple::decode_ready_for_query(m.body()) {
+            self.tx_status = s;
+        }
+    }
+
+    /// Statements that reset prepared statements on the server.
+    fn after_command(&mut self, m: &RawMessage) {
+        let Ok(tag) = simple::decode_command_complete(m.body()) else {
+            return;
+        };
+        if tag == "DISCARD ALL" || tag == "DEALLOCATE ALL" {
+            self.statements.clear();
+            if let Some(s) = self.server.as_mut() {
+                s.conn().statements.clear();
+            }
+        }
+    }
+
+    fn on_server_error(&mut self, m: RawMessage) -> bool {
+        let fields = ErrorFields::decode(m.body()).unwrap_or_default();
+        let code = fields.code().to_owned();
+        self.inner.metrics.error(code.as_bytes());
+        let fatal = matches!(fields.get(b'S'), Some("FATAL") | Some("PANIC"));
+        let internal = matches!(self.pending.front(), Some(Pending::Internal));
+        if fatal {
+            // The server is about to close. A transaction-mode client keeps its session: it sees
+            // an ERROR (the transaction is lost) and can go on with another server.
+            let stateless = self.mode == PoolMode::Transaction && self.pinned.is_none();
+            if stateless {
+                let mut f = fields.clone();
+                for (c, v) in f.fields.iter_mut() {
+                    if *c == b'S' || *c == b'V' {
+                        *v = "ERROR".into();
+                    }
+                }
+                self.cout.extend_from_slice(&f.encode(b'E'));
+            } else {
+                self.forward(&m);
+            }
+            self.server_lost(Some(()));
+            return false;
+        }
+        if internal {
+            // A failed parameter sync: the client still gets its own answers.
+            return true;
+        }
+        let Some(front) = self.pending.front_mut() else {
+            self.forward(&m);
+            return true;
+        };
+        match front {
+            Pending::Query { hook } => {
+                if let (Some(h), Some(hk)) = (hook.as_mut(), &self.inner.hook) {
+                    let sql = h.statements.get(h.next).map(String::as_str).unwrap_or("");
+                    hk.on_statement(&StatementEvent {
+                        database: &self.database,
+                        user: &self.user,
+                        sql,
+                        protocol: QueryProtocol::Simple,
+                        duration: h.last.elapsed(),
+                        pool_wait: Duration::ZERO,
+                        rows: None,
+                        command_tag: None,
+                        sqlstate: Some(&code),
+                    });
+                    h.next = h.statements.len();
+                }
+                self.copy_in = false;
+                self.forward(&m);
+            }
+            Pending::FunctionCall | Pending::Sync => self.forward(&m),
+            _ => {
+                // Extended protocol: the server skips everything up to Sync.
+                if let Some(Pending::Execute { hook: Some(h) }) = self.pending.front()
+                    && let Some(hk) = &self.inner.hook
+                {
+                    hk.on_statement(&StatementEvent {
+                        database: &self.database,
+                        user: &self.user,
+                        sql: &h.sql,
+                        protocol: QueryProtocol::Extended,
+                        duration: h.started.elapsed(),
+                        pool_wait: Duration::ZERO,
+                        rows: None,
+                        command_tag: None,
+                        sqlstate: Some(&code),
+                    });
+                }
+                self.copy_in = false;
+                if code == "26000" && fields.message().contains("vigil_s_") {
+                    // "prepared statement \"vigil_s_...\" does not exist": use the client's name.
+                    let mut f = fields.clone();
+                    for (c, v) in f.fields.iter_mut() {
+                        if *c == b'M' {
+                            for (server, client) in &self.failed_names {
+                                *v = v.replace(&**server, client);
+                            }
+                        }
+                    }
+                    self.cout.extend_from_slice(&f.encode(b'E'));
+                } else {
+                    self.forward(&m);
+                }
+                while let Some(p) = self.pending.front() {
+                    if matches!(p, Pending::Sync) {
+                        break;
+                    }
+                    if let Some(Pending::Parse {
+                        server_name,
+                        client_name,
+                        ..
+                    }) = self.pending.pop_front()
+                    {
+                        self.parse_failed(server_name, client_name);
+                    }
+                }
+            }
+        }
+        true
+    }
+}

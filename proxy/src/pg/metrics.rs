@@ -1,0 +1,128 @@
+//! Prometheus metrics of the pg proxy (all prefixed `vigil_pg_`; labels are bounded: SQLSTATE
+//! class is two characters, pin reason and pool mode are fixed enums).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Pool wait histogram buckets, in seconds.
+pub const WAIT_BUCKETS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub client_connections: Counter,
+    pub clients: Gauge,
+    pub server_connections: Counter,
+    pub server_connect_errors: Counter,
+    pub transactions: Counter,
+    pub statements: Counter,
+    pub pool_wait: Histogram,
+    pub pool_timeouts: Counter,
+    pub errors: Family<Labels, Counter>,
+    pub pins: Family<Labels, Counter>,
+    pub cancels: Counter,
+    pub auth_failures: Counter,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            client_connections: Counter::default(),
+            clients: Gauge::default(),
+            server_connections: Counter::default(),
+            server_connect_errors: Counter::default(),
+            transactions: Counter::default(),
+            statements: Counter::default(),
+            pool_wait: Histogram::new(WAIT_BUCKETS),
+            pool_timeouts: Counter::default(),
+            errors: Family::default(),
+            pins: Family::default(),
+            cancels: Counter::default(),
+            auth_failures: Counter::default(),
+        };
+        let r = registry;
+        r.register(
+            "vigil_pg_client_connections",
+            "Client connections accepted",
+            m.client_connections.clone(),
+        );
+        r.register(
+            "vigil_pg_clients",
+            "Client connections open",
+            m.clients.clone(),
+        );
+        r.register(
+            "vigil_pg_server_connections",
+            "Server connections opened upstream",
+            m.server_connections.clone(),
+        );
+        r.register(
+            "vigil_pg_server_connect_errors",
+            "Failed upstream connection attempts",
+            m.server_connect_errors.clone(),
+        );
+        r.register(
+            "vigil_pg_transactions",
+            "Transactions (server checkouts in transaction mode) completed",
+            m.transactions.clone(),
+        );
+        r.register(
+            "vigil_pg_statements",
+            "Statements completed (CommandComplete)",
+            m.statements.clone(),
+        );
+        r.register(
+            "vigil_pg_pool_wait_seconds",
+            "Time clients waited for a server connection",
+            m.pool_wait.clone(),
+        );
+        r.register(
+            "vigil_pg_pool_timeouts",
+            "Clients failed with 53300 after waiting for a server",
+            m.pool_timeouts.clone(),
+        );
+        r.register(
+            "vigil_pg_errors",
+            "Errors sent to clients, by SQLSTATE class",
+            m.errors.clone(),
+        );
+        r.register(
+            "vigil_pg_pinned_clients",
+            "Transaction-mode clients pinned to a server, by reason",
+            m.pins.clone(),
+        );
+        r.register(
+            "vigil_pg_cancels",
+            "Cancel requests forwarded",
+            m.cancels.clone(),
+        );
+        r.register(
+            "vigil_pg_auth_failures",
+            "Client authentication failures",
+            m.auth_failures.clone(),
+        );
+        m
+    }
+
+    /// Count an error by SQLSTATE class (first two characters).
+    pub fn error(&self, sqlstate: &[u8]) {
+        let class = if sqlstate.len() >= 2 && sqlstate[..2].iter().all(u8::is_ascii_alphanumeric) {
+            String::from_utf8_lossy(&sqlstate[..2]).into_owned()
+        } else {
+            "XX".into()
+        };
+        self.errors.get_or_create(&vec![("class", class)]).inc();
+    }
+
+    pub fn pin(&self, reason: super::pinning::PinReason) {
+        self.pins
+            .get_or_create(&vec![("reason", reason.as_str().to_owned())])
+            .inc();
+    }
+}

@@ -1,0 +1,475 @@
+//! One client session after login: the event loop that moves bytes both ways without blocking
+//! either direction (bounded buffers give backpressure), attaches a server from the pool when
+//! the client needs one and releases it when the transaction ends (transaction mode) or at
+//! disconnect (session mode, pinned clients).
+//!
+//! Request/response bookkeeping lives in [`super::frontend`] (client messages) and
+//! [`super::backend`] (server messages).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::ClientIo;
+use super::Inner;
+use super::config::PoolMode;
+use super::pinning::PinReason;
+use super::pool::{AcquireError, Pool, PooledServer};
+use super::prepared::ClientStatements;
+use super::protocol::{Decoder, simple, status};
+use super::upstream::set_param;
+
+/// Above this many buffered bytes towards one side, stop reading from the other.
+pub(crate) const HIGH_WATER: usize = 256 * 1024;
+
+/// Parameters kept in line between a client and whichever server it is given.
+pub(crate) const TRACKED: [&str; 8] = [
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "standard_conforming_strings",
+    "application_name",
+    "extra_float_digits",
+    "search_path",
+];
+
+/// What the proxy expects from the server, in order, for what it sent (or swallowed).
+pub(crate) enum Pending {
+    /// A response the proxy produces itself, emitted once everything before it was answered.
+    Synth(Bytes),
+    Parse {
+        server_name: Option<Arc<str>>,
+        /// The client's name for it (forgotten again if the Parse fails).
+        client_name: Option<String>,
+        hidden: bool,
+    },
+    Bind,
+    Describe,
+    Execute {
+        hook: Option<Box<ExecHook>>,
+    },
+    Close {
+        hidden: bool,
+    },
+    Sync,
+    Query {
+        hook: Option<Box<SimpleHook>>,
+    },
+    FunctionCall,
+    /// An internal query (parameter sync): everything up to ReadyForQuery is swallowed.
+    Internal,
+    /// The client ended a COPY (CopyDone/CopyFail) before the server said it started one:
+    /// Syncs sent before this point were sent in copy mode (the server ignores them).
+    CopyBoundary,
+}
+
+pub(crate) struct ExecHook {
+    pub sql: Arc<str>,
+    pub started: Instant,
+}
+
+pub(crate) struct SimpleHook {
+    pub statements: Vec<String>,
+    pub next: usize,
+    pub last: Instant,
+}
+
+/// Where the cancel for this client goes while it holds a server.
+#[derive(Clone)]
+pub(crate) struct CancelTarget {
+    pub addr: std::net::SocketAddr,
+    pub pid: i32,
+    pub secret: Vec<u8>,
+}
+
+#[derive(Default)]
+pub(crate) struct ClientShared {
+    pub attached: tokio::sync::Mutex<Option<CancelTarget>>,
+}
+
+pub(crate) struct Session {
+    pub inner: Arc<Inner>,
+    pub pool: Arc<Pool>,
+    pub mode: PoolMode,
+    pub database: String,
+    pub user: String,
+    pub crd: ReadHalf<Box<dyn ClientIo>>,
+    pub cwr: WriteHalf<Box<dyn ClientIo>>,
+    pub cin: Decoder,
+    pub cout: BytesMut,
+    pub sout: BytesMut,
+    pub server: Option<PooledServer>,
+    pub pending: VecDeque<Pending>,
+    pub statements: ClientStatements,
+    pub pinned: Option<PinReason>,
+    pub shared: Arc<ClientShared>,
+    pub wanted: Vec<(String, String)>,
+    /// Extended-protocol messages forwarded since the last Sync.
+    pub unsynced: bool,
+    /// After a failure the proxy reported itself, drop extended messages until Sync.
+    pub skip_until_sync: bool,
+    pub copy_in: bool,
+    pub tx_status: u8,
+    pub last_wait: Duration,
+    pub unnamed_sql: Option<Arc<str>>,
+    pub portals: HashMap<String, Arc<str>>,
+    pub client_flush: bool,
+    pub closing: bool,
+    pub cancel_pid: i32,
+    /// Server-side names of statements whose Parse failed -> client names.
+    pub failed_names: HashMap<Arc<str>, String>,
+}
+
+async fn read_opt(s: Option<(&mut OwnedReadHalf, &mut BytesMut)>) -> std::io::Result<usize> {
+    match s {
+        Some((rd, buf)) => rd.read_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_opt(s: Option<&mut OwnedWriteHalf>, buf: &mut BytesMut) -> std::io::Result<usize> {
+    match s {
+        Some(wr) => wr.write_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn client_write(w: &mut WriteHalf<Box<dyn ClientIo>>, buf: &mut BytesMut) -> Event {
+    if buf.is_empty() {
+        Event::ClientFlushed(w.flush().await)
+    } else {
+        Event::ClientWrote(w.write_buf(buf).await)
+    }
+}
+
+enum Event {
+    ClientRead(std::io::Result<usize>),
+    ServerRead(std::io::Result<usize>),
+    ClientWrote(std::io::Result<usize>),
+    ServerWrote(std::io::Result<usize>),
+    ClientFlushed(std::io::Result<()>),
+    Shutdown,
+}
+
+/// Why a session ended (for logs).
+#[derive(Debug)]
+pub(crate) enum End {
+    ClientGone,
+    Terminated,
+    Fatal,
+}
+
+impl Session {
+    pub async fn run(mut self) -> End {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let end = loop {
+            if self.server.is_some() && self.releasable() {
+                self.release().await;
+            }
+            if self.closing && self.cout.is_empty() {
+                break End::Fatal;
+            }
+            if *shutdown.borrow() && self.server.is_none() && self.pending.is_empty() {
+                self.cout.extend_from_slice(&status::fatal(
+                    "57P01",
+                    "terminating connection: Vigil is shutting down",
+                ));
+                let _ = self.cwr.write_all(&self.cout).await;
+                let _ = self.cwr.flush().await;
+                break End::Terminated;
+            }
+            let read_client =
+                !self.closing && self.sout.len() < HIGH_WATER && self.cout.len() < HIGH_WATER;
+            let read_server = self.server.is_some() && self.cout.len() < HIGH_WATER;
+            let has_server = self.server.is_some();
+            let ev = {
+                let (srv_r, srv_w) = match self.server.as_mut().and_then(|s| s.conn.as_mut()) {
+                    Some(c) => {
+                        let super::upstream::ServerConn { rd, wr, dec, .. } = c;
+                        (Some((rd, &mut dec.buf)), Some(wr))
+                    }
+                    None => (None, None),
+                };
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed(), if !*shutdown.borrow() => Event::Shutdown,
+                    ev = client_write(&mut self.cwr, &mut self.cout), if !self.cout.is_empty() || self.client_flush => ev,
+                    r = write_opt(srv_w, &mut self.sout), if has_server && !self.sout.is_empty() => Event::ServerWrote(r),
+                    r = read_opt(srv_r), if read_server => Event::ServerRead(r),
+                    r = self.crd.read_buf(&mut self.cin.buf), if read_client => Event::ClientRead(r),
+                }
+            };
+            match ev {
+                Event::Shutdown => {}
+                Event::ClientWrote(Ok(_)) => self.client_flush = true,
+                Event::ClientFlushed(Ok(())) => self.client_flush = false,
+                Event::ClientWrote(Err(_)) | Event::ClientFlushed(Err(_)) => break End::ClientGone,
+                Event::ClientRead(Ok(0)) | Event::ClientRead(Err(_)) => break End::ClientGone,
+                Event::ClientRead(Ok(_)) => match self.on_client_data().await {
+                    Ok(true) => {}
+                    Ok(false) => break End::Terminated,
+                    Err(()) => self.closing = true,
+                },
+                Event::ServerWrote(Ok(_)) => {}
+                Event::ServerRead(Ok(n)) if n > 0 => self.on_server_data(),
+                Event::ServerWrote(Err(_)) | Event::ServerRead(_) => self.server_lost(None),
+            }
+        };
+        self.cleanup().await;
+        end
+    }
+
+    /// The server may go back to the pool: nothing in flight, not in a transaction.
+    fn releasable(&self) -> bool {
+        self.mode == PoolMode::Transaction
+            && self.pinned.is_none()
+            && self.pending.is_empty()
+            && !self.unsynced
+            && !self.copy_in
+            && self.tx_status == b'I'
+            && self.sout.is_empty()
+    }
+
+    async fn release(&mut self) {
+        let Some(srv) = self.server.take() else {
+            return;
+        };
+        *self.shared.attached.lock().await = None;
+        self.inner.metrics.transactions.inc();
+        self.pool.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        self.pool
+            .stats
+            .clients_active
+            .fetch_sub(1, Ordering::Relaxed);
+        self.pool.checkin(srv);
+    }
+
+    /// Make sure a server is attached. On failure the client has been sent an error.
+    pub async fn ensure_server(&mut self) -> Result<(), AcquireError> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        let (mut srv, wait) = self.pool.acquire().await?;
+        self.last_wait = wait;
+        {
+            let c = srv.conn();
+            *self.shared.attached.lock().await = Some(CancelTarget {
+                addr: c.addr,
+                pid: c.backend_pid,
+                secret: c.backend_secret.clone(),
+            });
+        }
+        self.pool
+            .stats
+            .clients_active
+            .fetch_add(1, Ordering::Relaxed);
+        // Align tracked parameters with what this client expects.
+        let mut sets = String::new();
+        {
+            let c = srv.conn();
+            for (k, v) in &self.wanted {
+                if c.param(k) != Some(v.as_str()) {
+                    sets.push_str(&format!("SET {k} TO '{}';", v.replace('\'', "''")));
+                    set_param(&mut c.params, k.clone(), v.clone());
+                }
+            }
+        }
+        if !sets.is_empty() {
+            self.sout.extend_from_slice(&simple::query(&sets));
+            self.pending.push_back(Pending::Internal);
+        }
+        self.tx_status = b'I';
+        self.server = Some(srv);
+        Ok(())
+    }
+
+    /// Report an acquire failure to the client in place of the response it expects.
+    pub fn acquire_failed(&mut self, e: &AcquireError, extended: bool) {
+        let (code, msg) = match e {
+            AcquireError::Timeout(d) => (
+                "53300".to_owned(),
+                format!(
+                    "Vigil: no server connection for database \"{}\" user \"{}\" became free within {} ms (pool_size {})",
+                    self.database,
+                    self.user,
+                    d.as_millis(),
+                    self.pool.settings().size
+                ),
+            ),
+            AcquireError::Upstream(u) => (
+                u.sqlstate(),
+                format!("Vigil: cannot reach the database server: {u}"),
+            ),
+        };
+        self.inner.metrics.error(code.as_bytes());
+        self.push_synth(status::error(&code, &msg));
+        if extended {
+            self.skip_until_sync = true;
+        } else {
+            self.push_synth(simple::ready_for_query(b'I'));
+        }
+    }
+
+    /// Queue a proxy-made response; emitted in order.
+    pub fn push_synth(&mut self, b: Bytes) {
+        self.pending.push_back(Pending::Synth(b));
+        self.drain_synth();
+    }
+
+    /// Emit leading synthesized responses.
+    pub fn drain_synth(&mut self) {
+        loop {
+            match self.pending.front() {
+                Some(Pending::Synth(_)) => {
+                    if let Some(Pending::Synth(b)) = self.pending.pop_front() {
+                        self.cout.extend_from_slice(&b);
+                    }
+                }
+                Some(Pending::CopyBoundary) => {
+                    self.pending.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// A Parse the server rejected (or skipped after an error): the statement does not exist.
+    pub fn parse_failed(&mut self, server_name: Option<Arc<str>>, client_name: Option<String>) {
+        let Some(n) = server_name else { return };
+        if let Some(s) = self.server.as_mut() {
+            s.conn().statements.remove(&n);
+        }
+        if let Some(c) = client_name {
+            if self.statements.get(&c).is_some_and(|d| d.server_name == n) {
+                self.statements.remove(&c);
+            }
+            // Messages already sent after it still use the server-side name; errors about them
+            // are reported with the client's name.
+            if self.failed_names.len() > 64 {
+                self.failed_names.clear();
+            }
+            self.failed_names.insert(n, c);
+        }
+    }
+
+    pub fn pin(&mut self, reason: PinReason) {
+        if self.mode == PoolMode::Transaction && self.pinned.is_none() {
+            self.pinned = Some(reason);
+            self.inner.metrics.pin(reason);
+            self.pool.stats.pinned.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(s) = self.server.as_mut() {
+            s.conn().dirty = true;
+        }
+    }
+
+    /// The server connection broke (or sent a FATAL error and closed).
+    pub fn server_lost(&mut self, fatal_sent: Option<()>) {
+        let Some(srv) = self.server.take() else {
+            return;
+        };
+        drop(srv);
+        self.pool
+            .stats
+            .clients_active
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut a) = self.shared.attached.try_lock() {
+            *a = None;
+        }
+        self.sout.clear();
+        self.copy_in = false;
+        let stateful = self.mode == PoolMode::Session || self.pinned.is_some();
+        if stateful {
+            if fatal_sent.is_none() {
+                self.inner.metrics.error(b"08006");
+                self.cout.extend_from_slice(&status::fatal(
+                    "08006",
+                    "Vigil: server connection lost; session state is gone",
+                ));
+            }
+            self.pending.clear();
+            self.closing = true;
+            return;
+        }
+        let had_work = self
+            .pending
+            .iter()
+            .any(|p| !matches!(p, Pending::Synth(_) | Pending::CopyBoundary));
+        if had_work && fatal_sent.is_none() {
+            self.inner.metrics.error(b"08006");
+            self.cout.extend_from_slice(&status::error(
+                "08006",
+                "Vigil: server connection lost during the transaction; it was not committed",
+            ));
+        }
+        let mut rfq = 0;
+        for p in self.pending.drain(..) {
+            if matches!(
+                p,
+                Pending::Sync | Pending::Query { .. } | Pending::FunctionCall
+            ) {
+                rfq += 1;
+            }
+        }
+        for _ in 0..rfq {
+            self.cout.extend_from_slice(&simple::ready_for_query(b'I'));
+        }
+        if self.unsynced {
+            self.unsynced = false;
+            self.skip_until_sync = true;
+        }
+        self.tx_status = b'I';
+    }
+
+    /// Client gone (or session over): roll back and return the server, or close it.
+    async fn cleanup(&mut self) {
+        self.inner.unregister_client(self);
+        if let Some(mut srv) = self.server.take() {
+            *self.shared.attached.lock().await = None;
+            self.pool
+                .stats
+                .clients_active
+                .fetch_sub(1, Ordering::Relaxed);
+            let clean =
+                self.pending.is_empty() && !self.copy_in && !self.unsynced && self.sout.is_empty();
+            let needs_reset =
+                self.mode == PoolMode::Session || self.pinned.is_some() || srv.conn_ref().dirty;
+            let ok = clean && {
+                let c = srv.conn();
+                let mut sql = String::new();
+                if self.tx_status != b'I' {
+                    sql.push_str("ROLLBACK;");
+                }
+                if needs_reset {
+                    sql.push_str("DISCARD ALL;");
+                }
+                if sql.is_empty() {
+                    true
+                } else {
+                    match tokio::time::timeout(Duration::from_secs(5), c.run(&sql)).await {
+                        Ok(Ok(_)) => {
+                            if needs_reset {
+                                c.statements.clear();
+                            }
+                            c.dirty = false;
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            };
+            if ok {
+                self.pool.checkin(srv);
+            }
+        }
+        if self.pinned.is_some() {
+            self.pool.stats.pinned.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
