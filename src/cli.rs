@@ -30,4 +30,67 @@ pub enum Command {
         #[arg(short, long, env = "VIGIL_CONFIG", default_value = "vigil.toml")]
         config: PathBuf,
     },
+    /// The whole story in one command: a throwaway PostgreSQL, a seeded sample CRM under
+    /// traffic, provider simulators and Vigil in front of it all; then failure scenarios, each
+    /// opening an incident with its likely cause. Needs the PostgreSQL server binaries.
+    Demo {
+        /// Which scenario to run (all, one after another, by default).
+        #[arg(long, value_enum, default_value = "all")]
+        scenario: DemoScenario,
+        /// Total seconds for the scenarios (shared equally, at least 25 s each).
+        #[arg(long, default_value_t = 120)]
+        duration: u64,
+        /// Keep the demo folder (database, config) and print its path.
+        #[arg(long)]
+        keep: bool,
+        /// A small data set (1k contacts) instead of 100k contacts and 1M activities.
+        #[arg(long)]
+        small: bool,
+    },
+    /// Incident-service tools.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
+}
+
+/// `--scenario` of `vigil demo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoScenario {
+    All,
+    BounceStorm,
+    SmsOutage,
+    #[value(name = "payment-5xx")]
+    Payment5xx,
+    SlowDb,
+}
+
+impl DemoScenario {
+    /// The scenarios to run, in order.
+    pub fn expand(self) -> Vec<crate::demo::Scenario> {
+        use crate::demo::Scenario;
+        match self {
+            DemoScenario::All => Scenario::ALL.to_vec(),
+            DemoScenario::BounceStorm => vec![Scenario::BounceStorm],
+            DemoScenario::SmsOutage => vec![Scenario::SmsOutage],
+            DemoScenario::Payment5xx => vec![Scenario::Payment5xx],
+            DemoScenario::SlowDb => vec![Scenario::SlowDb],
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Run detection and correlation on recorded signals (JSON lines) with a virtual clock,
+    /// deterministically, and print the incidents and pages they would have produced.
+    Replay {
+        /// A file of signals, one JSON object per line (`-` for standard input).
+        signals: PathBuf,
+        /// The rules directory (`*.yaml`); the built-in rules when not given.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }

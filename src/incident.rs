@@ -91,7 +91,11 @@ pub async fn start(
         .context("[incident]: cannot start")?;
     let mut tasks = vec![service.spawn(shutdown.clone().cancelled_owned())];
     // Off loopback, the API needs the admin token like the admin server does.
-    let token = if listen.ip().is_loopback() { None } else { admin_token };
+    let token = if listen.ip().is_loopback() {
+        None
+    } else {
+        admin_token
+    };
     let router = crate::admin::guard(service.api_router(), token);
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {

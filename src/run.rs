@@ -34,6 +34,7 @@ pub struct Running {
     pub incident_addr: Option<SocketAddr>,
     pub pg: Option<Arc<PgProxy>>,
     pub http: Option<Arc<HttpProxy>>,
+    pub queries: Option<Arc<QueryStats>>,
     pub incident: Option<IncidentHandle>,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
@@ -100,6 +101,7 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
     .context("[signals]: cannot set up the transport")?;
 
     let mut pg_addr = None;
+    let mut queries = None;
     let pg = match (&config.pg, pg_listener) {
         (Some(cfg), Some(listener)) => {
             pg_addr = Some(listener.local_addr()?);
@@ -116,6 +118,7 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
                     }),
                 ));
                 api = api.merge(stats.api_router());
+                queries = Some(stats.clone());
                 Some(stats)
             } else {
                 None
@@ -195,6 +198,7 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
         incident_addr,
         pg,
         http,
+        queries,
         incident,
         shutdown,
         tasks,
@@ -216,7 +220,9 @@ impl Running {
         if let (Some(pg), Some(cfg)) = (&self.pg, &config.pg) {
             match pg.reload(cfg.clone()) {
                 Ok(()) => tracing::info!("pg configuration reloaded"),
-                Err(e) => tracing::error!(error = %e, "pg reload refused; keeping the running configuration"),
+                Err(e) => {
+                    tracing::error!(error = %e, "pg reload refused; keeping the running configuration")
+                }
             }
         }
     }
@@ -240,6 +246,7 @@ impl Running {
         // Every producer is gone now: the pump flushes what is queued, then ends.
         self.pg = None;
         self.http = None;
+        self.queries = None;
         self.emitter = None;
         if let Some(pump) = self.pump.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;

@@ -7,6 +7,7 @@ use std::process::Command;
 fn check(path: &Path, env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
     cmd.arg("check").arg("--config").arg(path);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     cmd.env_remove("VIGIL_ADMIN_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);
@@ -34,7 +35,7 @@ const EXAMPLE_ENV: &[(&str, &str)] = &[
     ("MAILGUN_SIGNING_KEY", "example"),
     (
         "SENDGRID_WEBHOOK_PUBLIC_KEY",
-        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEexample",
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEJEwq4pL6hIoyGJqIFEVIL5I8HlQDE8a70pAld+USxvmvlgeqH7rUw7EpqVNDyFXEe6gSjezW4181hwfv22BB+Q==",
     ),
     ("SLACK_WEBHOOK_URL", "http://127.0.0.1:1/slack"),
     ("PAGERDUTY_ROUTING_KEY", "example"),
@@ -130,6 +131,55 @@ fn a_public_admin_address_needs_a_token() {
     let (code, text) = check(&p, &[]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("admin.token"), "{text}");
+}
+
+#[test]
+fn component_sections_are_validated_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "v.toml", "[pg]\npool_size = 0\n");
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("field `pg.pool_size`"), "{text}");
+    let p = write(&dir, "w.toml", "[http]\nupstream = [\"ftp://x\"]\n");
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("field `http.upstream"), "{text}");
+    let p = write(&dir, "x.toml", "[incident]\nstore = \"mysql://x\"\n");
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("field `incident.store`"), "{text}");
+}
+
+#[test]
+fn a_broken_rules_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("heavy.yaml");
+    std::fs::write(&rules, "p95_ms: [not a number]\n").unwrap();
+    let p = write(
+        &dir,
+        "v.toml",
+        &format!("[queries]\nheavy_rules = \"{}\"\n", rules.display()),
+    );
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("rules file") && text.contains("heavy.yaml"),
+        "{text}"
+    );
+
+    std::fs::create_dir(dir.path().join("incident")).unwrap();
+    std::fs::write(dir.path().join("incident/bad.yaml"), "routes: 12\n").unwrap();
+    let p = write(
+        &dir,
+        "w.toml",
+        &format!(
+            "[incident]\nrules = \"{}\"\nstore = \"sqlite::memory:\"\n",
+            dir.path().join("incident").display()
+        ),
+    );
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("bad.yaml"), "{text}");
 }
 
 #[test]

@@ -394,3 +394,19 @@ fn wide_rows_and_long_lists_collapse() {
     };
     same(&long_in(2), &long_in(10_000));
 }
+
+#[test]
+fn nested_lists_collapse() {
+    same(
+        "SELECT * FROM contacts WHERE id IN (SELECT contact_id FROM deals WHERE stage IN ('won', 'lost'))",
+        "SELECT * FROM contacts WHERE id IN (SELECT contact_id FROM deals WHERE stage IN ('won'))",
+    );
+    same(
+        "SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE c = ANY(ARRAY[1, 2, 3])) AND d IN (1, 2)",
+        "SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE c = ANY(ARRAY[4])) AND d IN (5)",
+    );
+    differ(
+        "SELECT * FROM contacts WHERE id IN (SELECT contact_id FROM deals WHERE stage IN ('won'))",
+        "SELECT * FROM contacts WHERE id IN (SELECT contact_id FROM deals WHERE kind IN ('won'))",
+    );
+}

@@ -298,3 +298,22 @@ proptest! {
         prop_assert_ne!(fingerprint_id(&x), fingerprint_id(&y), "\n{}\n{}", x, y);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Arbitrary input (invalid SQL, any Unicode) never panics; both paths agree; splitting
+    /// yields trimmed, non-empty slices of the input.
+    #[test]
+    fn arbitrary_input_is_handled(sql in "(?s).{0,80}|[a-zA-Z0-9 '\"$;:()\\[\\],.*/+=<>!-]{0,80}") {
+        let fp = fingerprint(&sql);
+        prop_assert_eq!(fp.id, fingerprint_id(&sql));
+        for part in vigil_analyzer::split_statements(&sql) {
+            prop_assert!(!part.is_empty());
+            let pg_ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
+            prop_assert_eq!(part, part.trim_matches(pg_ws));
+            prop_assert!(sql.contains(part));
+        }
+        let _ = vigil_analyzer::analyze(&sql);
+    }
+}

@@ -401,10 +401,10 @@ impl Maintenance {
             }
             // A start inside a DST gap moves to the first valid instant after it.
             let local = day.and_time(start);
-            let begin = tz
-                .from_local_datetime(&local)
-                .earliest()
-                .or_else(|| tz.from_local_datetime(&(local + chrono::Duration::hours(1))).earliest());
+            let begin = tz.from_local_datetime(&local).earliest().or_else(|| {
+                tz.from_local_datetime(&(local + chrono::Duration::hours(1)))
+                    .earliest()
+            });
             begin.is_some_and(|b| {
                 let b = b.timestamp_millis();
                 now_ms >= b && now_ms < b + i64::from(self.duration_mins) * 60_000
@@ -596,15 +596,24 @@ impl Rules {
                 })?;
             }
             for (i, m) in f.maintenance.iter().enumerate() {
-                m.parsed()
-                    .map_err(|(field, problem)| invalid(path, format!("maintenance[{i}].{field}"), problem))?;
+                m.parsed().map_err(|(field, problem)| {
+                    invalid(path, format!("maintenance[{i}].{field}"), problem)
+                })?;
                 check_labels(&m.matchers).map_err(|l| {
-                    invalid(path, format!("maintenance[{i}].match.{l}"), "unknown label".into())
+                    invalid(
+                        path,
+                        format!("maintenance[{i}].match.{l}"),
+                        "unknown label".into(),
+                    )
                 })?;
             }
             rules.maintenance.extend(f.maintenance.iter().cloned());
             for (i, r) in f.severities.iter().enumerate() {
-                if let Some(k) = r.matchers.keys().find(|k| !FINDING_LABELS.contains(&k.as_str())) {
+                if let Some(k) = r
+                    .matchers
+                    .keys()
+                    .find(|k| !FINDING_LABELS.contains(&k.as_str()))
+                {
                     return Err(invalid(
                         path,
                         format!("severities[{i}].match.{k}"),

@@ -266,10 +266,15 @@ fn manual_resolution_holds_until_the_findings_clear() {
 fn severity_rules_downgrade_a_class_so_it_does_not_page() {
     let mut r = rules(false);
     r.severities.push(vigil_incident::rules::SeverityRule {
-        matchers: [("class".to_string(), "blocked".to_string())].into_iter().collect(),
+        matchers: [("class".to_string(), "blocked".to_string())]
+            .into_iter()
+            .collect(),
         severity: vigil_incident::model::Severity::Warning,
     });
     let run = drive(r, 0..340, |m| (300..320).contains(&m), |_, _| {});
-    assert!(run.changes.iter().any(|c| c.2 == ChangeKind::Opened), "still an incident");
+    assert!(
+        run.changes.iter().any(|c| c.2 == ChangeKind::Opened),
+        "still an incident"
+    );
     assert!(run.notes.is_empty(), "but no page: {:?}", run.notes);
 }

@@ -123,7 +123,11 @@ fn maintenance_windows_follow_the_time_zone() {
         start: "03:00".into(),
         duration_mins: 60,
     };
-    let at = |y, mo, d, h, mi| Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().timestamp_millis();
+    let at = |y, mo, d, h, mi| {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .unwrap()
+            .timestamp_millis()
+    };
     // Winter (UTC+1): Sunday 2026-01-11 03:00 Berlin = 02:00 UTC.
     assert!(!w.active(at(2026, 1, 11, 1, 59)));
     assert!(w.active(at(2026, 1, 11, 2, 0)));
@@ -135,10 +139,21 @@ fn maintenance_windows_follow_the_time_zone() {
     // Not on Mondays.
     assert!(!w.active(at(2026, 7, 13, 1, 30)));
     // A window crossing midnight counts from the day it started.
-    let late = Maintenance { days: vec!["sat".into()], start: "23:30".into(), ..w.clone() };
+    let late = Maintenance {
+        days: vec!["sat".into()],
+        start: "23:30".into(),
+        ..w.clone()
+    };
     assert!(late.active(at(2026, 7, 11, 22, 0))); // Sun 00:00 Berlin, started Sat 23:30
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "m.yaml", "maintenance:\n  - name: x\n    match: {}\n    timezone: Mars/Olympus\n    start: \"03:00\"\n    duration_mins: 5\n");
+    write(
+        dir.path(),
+        "m.yaml",
+        "maintenance:\n  - name: x\n    match: {}\n    timezone: Mars/Olympus\n    start: \"03:00\"\n    duration_mins: 5\n",
+    );
     let msg = check_rules(dir.path()).unwrap_err().to_string();
-    assert!(msg.contains("m.yaml") && msg.contains("maintenance[0].timezone"), "{msg}");
+    assert!(
+        msg.contains("m.yaml") && msg.contains("maintenance[0].timezone"),
+        "{msg}"
+    );
 }

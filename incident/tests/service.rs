@@ -329,7 +329,12 @@ async fn broken_rules_file_changes_nothing_but_a_metric() {
 async fn serve_accepts_signals_and_stops_on_shutdown() {
     ensure_env();
     let dir = tempfile::tempdir().unwrap();
-    let svc = IncidentService::new(config(dir.path(), "sqlite::memory:"), &mut Registry::default()).await.unwrap();
+    let svc = IncidentService::new(
+        config(dir.path(), "sqlite::memory:"),
+        &mut Registry::default(),
+    )
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/signals", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -343,9 +348,66 @@ async fn serve_accepts_signals_and_stops_on_shutdown() {
         })
     };
     let batch = minute(base(), 0, "sendgrid", 10, 0);
-    let r: serde_json::Value = reqwest::Client::new().post(&url).json(&batch).send().await.unwrap().json().await.unwrap();
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(&url)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["stored"], 2);
     assert_eq!(svc.store().count_signals().await.unwrap(), 2);
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_store_outage_during_a_tick_loses_no_incident_and_no_page() {
+    ensure_env();
+    let rx = LocalReceiver::start(0, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/routes.yaml"), rules_yaml(&rx)).unwrap();
+    let pg = PgServer::start_new().unwrap();
+    let db = pg.create_database().unwrap();
+    let svc = IncidentService::new(config(dir.path(), &db.url), &mut Registry::default())
+        .await
+        .unwrap();
+    let t = base();
+    for m in -120..-20 {
+        svc.ingest(&minute(t, m, "sendgrid", 500, 0)).await.unwrap();
+        svc.tick(t + (m + 1) * 60_000).await.unwrap();
+    }
+    for m in -20..-17 {
+        svc.ingest(&minute(t, m, "sendgrid", 350, 150))
+            .await
+            .unwrap();
+    }
+    pg.stop();
+    // The tick that opens the incident cannot store it: it fails and keeps the changes.
+    assert!(svc.tick(t - 16 * 60_000).await.is_err());
+    pg.start().unwrap();
+    let mut ok = false;
+    for _ in 0..20 {
+        if svc.tick(t - 15 * 60_000).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ok, "ticks succeed again once the store is back");
+    let incidents = svc
+        .store()
+        .list_incidents(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(
+        svc.store().timeline(&incidents[0].id).await.unwrap()[0].kind,
+        "opened"
+    );
+    assert_eq!(svc.deliver(t).await.unwrap(), 2);
+    assert_eq!(rx.hits("/pd").len(), 1);
 }

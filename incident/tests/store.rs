@@ -87,12 +87,21 @@ async fn signals_are_idempotent(store: Store) {
     let r = store.insert_signals(&big).await.unwrap();
     assert_eq!((r.inserted, r.duplicates), (1_234, 0));
     assert_eq!(store.count_signals().await.unwrap(), 1_238);
-    store.delete_signals_before(at(5).timestamp_millis()).await.unwrap();
+    store
+        .delete_signals_before(at(5).timestamp_millis())
+        .await
+        .unwrap();
     let r = store.insert_signals(&big[1_000..]).await.unwrap();
     assert_eq!((r.inserted, r.duplicates), (0, 234));
-    store.delete_signals_before(at(11).timestamp_millis()).await.unwrap();
+    store
+        .delete_signals_before(at(11).timestamp_millis())
+        .await
+        .unwrap();
     for s in ["a", "b", "c", "d"] {
-        store.insert_signals(&[sig(s, s.as_bytes()[0] as i64 - 97)]).await.unwrap();
+        store
+            .insert_signals(&[sig(s, s.as_bytes()[0] as i64 - 97)])
+            .await
+            .unwrap();
     }
     assert_eq!(store.count_signals().await.unwrap(), 4);
     let back = store

@@ -284,3 +284,18 @@ async fn unverified_webhooks_are_forwarded_but_not_counted() {
     assert_eq!(r.status(), 413);
     assert_eq!(up.seen().len(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_fail_over_when_a_crm_instance_refuses_connections() {
+    let up = Upstream::start("crm").await;
+    let down = http_support::closed_port().await;
+    let mut cfg = config(&[&up]);
+    cfg.upstream.insert(0, format!("http://{down}"));
+    cfg.webhooks = vec![route("/webhooks/stripe", Provider::Stripe, "whsec_x")];
+    let proxy = Proxy::start(cfg).await;
+    let body = fixture("stripe/event_payment_intent.succeeded.json");
+    for _ in 0..4 {
+        post_forwarded(&proxy, &up, "/webhooks/stripe", &body, &[]).await;
+    }
+    assert_eq!(up.seen().len(), 4);
+}

@@ -45,7 +45,10 @@ async fn postgres_restart_mid_load() {
         .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
-    for _ in 0..8 {
+    let successes: Vec<_> = (0..8)
+        .map(|_| std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0)))
+        .collect();
+    for counter in successes.clone() {
         let cs = p.conn_str();
         let stop = stop.clone();
         workers.push(tokio::spawn(async move {
@@ -59,7 +62,10 @@ async fn postgres_restart_mid_load() {
                 )
                 .await
                 {
-                    Ok(Ok(_)) => ok += 1,
+                    Ok(Ok(_)) => {
+                        ok += 1;
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Ok(Err(e)) => {
                         failed.push(
                             e.code()
@@ -93,7 +99,20 @@ async fn postgres_restart_mid_load() {
             }
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every worker gets through again (liveness, generous bound).
+    let marks: Vec<u32> = successes
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while successes
+        .iter()
+        .zip(&marks)
+        .any(|(c, m)| c.load(std::sync::atomic::Ordering::Relaxed) <= *m)
+    {
+        assert!(Instant::now() < deadline, "a worker never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
         let (ok, failed, c) = w.await.unwrap();

@@ -66,19 +66,17 @@ async fn api_pools_and_metrics() {
     }
 }
 
-#[derive(Default)]
-struct Recorder(
-    Mutex<
-        Vec<(
-            String,
-            QueryProtocol,
-            Option<u64>,
-            Option<String>,
-            Option<String>,
-        )>,
-    >,
-    Mutex<Vec<String>>,
+/// (sql, protocol, rows, command tag, sqlstate)
+type Seen = (
+    String,
+    QueryProtocol,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
 );
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Seen>>, Mutex<Vec<String>>);
 
 impl StatementHook for Recorder {
     fn on_parse(&self, e: &vigil_proxy::pg::ParseEvent<'_>) {
@@ -170,6 +168,22 @@ async fn reload_grows_the_pool_without_dropping_clients() {
     a.batch_execute("COMMIT").await.unwrap();
     b.batch_execute("COMMIT").await.unwrap();
     assert_eq!(p.proxy.pools_status()[0].pool_size, 2);
+    // Shrinking back: two transactions can no longer run at once.
+    cfg.pool_size = 1;
+    p.proxy.reload(cfg.clone()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    assert_eq!(
+        b.simple_query("SELECT 1")
+            .await
+            .unwrap_err()
+            .code()
+            .unwrap()
+            .code(),
+        "53300"
+    );
+    a.batch_execute("COMMIT").await.unwrap();
+    b.simple_query("SELECT 1").await.unwrap();
     // A bad config is refused and the running one kept.
     cfg.pool_size = 0;
     assert!(
@@ -179,7 +193,7 @@ async fn reload_grows_the_pool_without_dropping_clients() {
             .to_string()
             .contains("pool_size")
     );
-    assert_eq!(p.proxy.config().pool_size, 2);
+    assert_eq!(p.proxy.config().pool_size, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -423,4 +437,47 @@ async fn tls_when_configured() {
         "AuthenticationSASL over TLS"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn startup_options_apply_per_client_on_shared_servers() {
+    let pg = PgServer::shared();
+    let db = database(pg);
+    let p = Proxy::start(config(pg, &db.name, 1)).await;
+    let with = connect(&format!(
+        "{} options='-c statement_timeout=1234 -c search_path=pg_catalog'",
+        p.conn_str()
+    ))
+    .await;
+    let without = p.client().await;
+    for _ in 0..3 {
+        let t: String = with
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(t, "1234ms");
+        let sp: String = with
+            .query_one("SHOW search_path", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(sp, "pg_catalog");
+        let t: String = without
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(t, "0");
+        let sp: String = without
+            .query_one("SHOW search_path", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(sp, "\"$user\", public");
+    }
+    // Both shared one server, and neither was pinned.
+    let st = &p.proxy.pools_status()[0];
+    assert_eq!(st.pinned_clients, 0);
+    assert!(st.servers_active + st.servers_idle <= 1);
 }

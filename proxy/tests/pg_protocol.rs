@@ -212,7 +212,10 @@ async fn copy_in_and_out_100k_rows_identical_to_direct() {
     let err = sink.finish().await.unwrap_err();
     assert_eq!(err.code().unwrap().code(), "22P02");
     assert_eq!(
-        c.query_one("SELECT 5", &[]).await.unwrap().get::<_, i32>(0),
+        c.query_one("SELECT 5", &[])
+            .await
+            .unwrap_or_else(|e| panic!("after failed COPY: {e:?}"))
+            .get::<_, i32>(0),
         5
     );
 }
@@ -340,5 +343,281 @@ async fn set_search_path_never_leaks() {
         let c = p.client().await;
         let sp: String = c.query_one("SHOW search_path", &[]).await.unwrap().get(0);
         assert_eq!(sp, "\"$user\", public");
+    }
+}
+
+mod lifecycle {
+    use super::*;
+    use bytes::Bytes;
+    use vigil_proxy::pg::protocol::buf::Frame;
+    use vigil_proxy::pg::protocol::extended::{Execute, Parse, Target, flush, sync};
+    use vigil_proxy::pg::protocol::simple::query;
+
+    fn parse(name: &str, sql: &str) -> Bytes {
+        Parse {
+            name: name.into(),
+            query: sql.into(),
+            param_types: vec![],
+        }
+        .encode()
+    }
+    fn bind(stmt: &str) -> Bytes {
+        Frame::new(b'B')
+            .cstr("")
+            .cstr(stmt)
+            .i16(0)
+            .i16(0)
+            .i16(0)
+            .finish()
+    }
+    fn exec() -> Bytes {
+        Execute {
+            portal: "",
+            max_rows: 0,
+        }
+        .encode()
+    }
+    fn close(name: &str) -> Bytes {
+        Target { kind: b'S', name }.encode(b'C')
+    }
+
+    /// Steps of (frames, ReadyForQuery count).
+    fn script() -> Vec<(Vec<Bytes>, usize)> {
+        let mut steps = vec![
+            (
+                vec![
+                    parse("a", "SELECT 1 AS one"),
+                    parse("b", "SELECT 2 AS two"),
+                    sync(),
+                ],
+                1,
+            ),
+            (vec![bind("a"), exec(), bind("b"), exec(), sync()], 1),
+            // Close, then reuse the name for other SQL.
+            (vec![close("a"), sync()], 1),
+            (vec![bind("a"), exec(), sync()], 1),
+            (
+                vec![parse("a", "SELECT 'again' AS a"), bind("a"), exec(), sync()],
+                1,
+            ),
+            // Duplicate names, unknown names, closing unknown names.
+            (vec![close("never"), sync()], 1),
+            (
+                vec![
+                    parse("b", "SELECT 3"),
+                    bind("b"),
+                    exec(),
+                    sync(),
+                    bind("b"),
+                    exec(),
+                    sync(),
+                ],
+                2,
+            ),
+            (
+                vec![
+                    Target {
+                        kind: b'S',
+                        name: "nope",
+                    }
+                    .encode(b'D'),
+                    sync(),
+                ],
+                1,
+            ),
+            // Errors mid-pipeline skip to Sync; the next batch works.
+            (
+                vec![
+                    parse("c", "SELECT 1/0"),
+                    bind("c"),
+                    exec(),
+                    bind("b"),
+                    exec(),
+                    sync(),
+                ],
+                1,
+            ),
+            (
+                vec![bind("c"), exec(), sync(), bind("b"), exec(), sync()],
+                2,
+            ),
+            (
+                vec![
+                    parse("bad", "SELEC"),
+                    bind("bad"),
+                    exec(),
+                    sync(),
+                    bind("bad"),
+                    exec(),
+                    sync(),
+                ],
+                2,
+            ),
+            // DEALLOCATE and DISCARD ALL forget protocol-level statements.
+            (vec![query("DEALLOCATE b")], 1),
+            (vec![bind("b"), exec(), sync()], 1),
+            (
+                vec![parse("d", "SELECT 4"), sync(), query("DEALLOCATE ALL")],
+                2,
+            ),
+            (vec![bind("d"), exec(), sync()], 1),
+            (
+                vec![parse("e", "SELECT 5"), sync(), query("DISCARD ALL")],
+                2,
+            ),
+            (vec![bind("e"), exec(), sync()], 1),
+            // Flush answers at once, before any Sync.
+            (vec![parse("f", "SELECT 6"), flush()], 0),
+            (vec![bind("f"), exec(), sync()], 1),
+        ];
+        // Many statements on a server that keeps only a few (eviction), executed round-robin.
+        for round in 0..3 {
+            let mut frames = Vec::new();
+            for i in 0..12 {
+                if round == 0 {
+                    frames.push(parse(&format!("m{i}"), &format!("SELECT {i} AS n{i}")));
+                }
+                frames.push(bind(&format!("m{i}")));
+                frames.push(exec());
+            }
+            frames.push(sync());
+            steps.push((frames, 1));
+        }
+        steps
+    }
+
+    async fn run(conn: &mut vigil_proxy::pg::upstream::ServerConn) -> Vec<String> {
+        let mut out = Vec::new();
+        for (frames, syncs) in script() {
+            if syncs == 0 {
+                // Flush: read exactly the ParseComplete.
+                for f in &frames {
+                    conn.wr.write_all(f).await.unwrap();
+                }
+                let m = tokio::time::timeout(Duration::from_secs(5), read(conn))
+                    .await
+                    .expect("Flush must be answered without Sync");
+                out.push(describe(&m));
+            } else {
+                out.extend(transcript(conn, &frames, syncs).await);
+            }
+            out.push("--".into());
+        }
+        out
+    }
+
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn prepared_statement_lifecycle_matches_postgres() {
+        let pg = PgServer::shared();
+        let db = database(pg);
+        let mut cfg = config(pg, &db.name, 2);
+        cfg.max_prepared_statements = 3;
+        let p = Proxy::start(cfg).await;
+        let mut direct = raw(("127.0.0.1".into(), pg.port()), ROLE, ROLE_PW, &db.name).await;
+        let mut proxied = raw(("127.0.0.1".into(), p.addr.port()), USER, USER_PW, "crm").await;
+        // Another client churns the pool so statements must be re-prepared on other servers.
+        let cs = p.conn_str();
+        let noise = tokio::spawn(async move {
+            let c = connect(&cs).await;
+            loop {
+                if c.query("SELECT $1::int", &[&1i32]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let a = run(&mut direct).await;
+        let b = run(&mut proxied).await;
+        noise.abort();
+        assert!(
+            a.iter().any(|l| l.contains("26000")),
+            "script must exercise missing statements"
+        );
+        for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+            assert_eq!(x, y, "line {i}\ndirect: {a:?}\nvigil:  {b:?}");
+        }
+        assert_eq!(a.len(), b.len());
+    }
+}
+
+mod copy_extended {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use vigil_proxy::pg::protocol::buf::Frame;
+    use vigil_proxy::pg::protocol::copy::{copy_data, copy_done};
+    use vigil_proxy::pg::protocol::extended::{Execute, Parse, sync};
+
+    async fn start_copy(conn: &mut vigil_proxy::pg::upstream::ServerConn) {
+        let frames = [
+            Parse {
+                name: String::new(),
+                query: "COPY cx FROM STDIN".into(),
+                param_types: vec![],
+            }
+            .encode(),
+            Frame::new(b'B')
+                .cstr("")
+                .cstr("")
+                .i16(0)
+                .i16(0)
+                .i16(0)
+                .finish(),
+            Execute {
+                portal: "",
+                max_rows: 0,
+            }
+            .encode(),
+            sync(),
+        ];
+        for f in frames {
+            conn.wr.write_all(&f).await.unwrap();
+        }
+        assert_eq!(describe(&read(conn).await), "1");
+        assert_eq!(describe(&read(conn).await), "2");
+        assert_eq!(describe(&read(conn).await), "G");
+    }
+
+    /// A server is never handed to another client between the end of an extended-protocol
+    /// COPY (or its failure) and the client's Sync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn server_held_until_sync_after_copy() {
+        let pg = PgServer::shared();
+        let db = database(pg);
+        let mut cfg = config(pg, &db.name, 1);
+        cfg.pool_timeout = 300;
+        let p = Proxy::start(cfg).await;
+        let other = p.client().await;
+        other
+            .batch_execute("CREATE TABLE cx (v int)")
+            .await
+            .unwrap();
+        let mut a = raw(("127.0.0.1".into(), p.addr.port()), USER, USER_PW, "crm").await;
+        // Failure mid-COPY: the server waits for a Sync.
+        start_copy(&mut a).await;
+        a.wr.write_all(&copy_data(b"oops\n")).await.unwrap();
+        let e = describe(&read(&mut a).await);
+        assert!(e.starts_with("E ERROR 22P02"), "{e}");
+        let busy = other.simple_query("SELECT 1").await.unwrap_err();
+        assert_eq!(busy.code().unwrap().code(), "53300");
+        a.wr.write_all(&copy_done()).await.unwrap();
+        a.wr.write_all(&sync()).await.unwrap();
+        assert_eq!(describe(&read(&mut a).await), "Z I");
+        other.simple_query("SELECT 1").await.unwrap();
+        // Success: rows are committed only at the client's Sync.
+        start_copy(&mut a).await;
+        a.wr.write_all(&copy_data(b"1\n2\n")).await.unwrap();
+        a.wr.write_all(&copy_done()).await.unwrap();
+        assert_eq!(describe(&read(&mut a).await), "C COPY 2");
+        let busy = other.simple_query("SELECT 1").await.unwrap_err();
+        assert_eq!(busy.code().unwrap().code(), "53300");
+        a.wr.write_all(&sync()).await.unwrap();
+        assert_eq!(describe(&read(&mut a).await), "Z I");
+        let n: i64 = other
+            .query_one("SELECT count(*) FROM cx", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2);
     }
 }

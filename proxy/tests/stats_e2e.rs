@@ -25,7 +25,9 @@ async fn get_json(router: &axum::Router, uri: &str) -> serde_json::Value {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "{uri}");
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -56,7 +58,10 @@ async fn a_slow_tagged_statement_ranks_first_names_its_route_and_signals_heavy_o
     for _window in 0..2 {
         for i in 0..40 {
             client
-                .query("SELECT email FROM contacts WHERE id = $1 /*route='%2Fcontacts%2F%3Aid'*/", &[&(i % 500 + 1)])
+                .query(
+                    "SELECT email FROM contacts WHERE id = $1 /*route='%2Fcontacts%2F%3Aid'*/",
+                    &[&(i % 500 + 1)],
+                )
                 .await
                 .unwrap();
             client
@@ -85,7 +90,10 @@ async fn a_slow_tagged_statement_ranks_first_names_its_route_and_signals_heavy_o
     assert!(first["p95_ms"].as_f64().unwrap() >= 190.0, "{first:#}");
     assert_eq!(first["heavy"], true);
     // No constant reaches the normalized text.
-    assert!(!first["query"].as_str().unwrap().contains("0.2"), "{first:#}");
+    assert!(
+        !first["query"].as_str().unwrap().contains("0.2"),
+        "{first:#}"
+    );
     // Differently-constant simple queries share one fingerprint.
     let by_calls = get_json(&router, "/api/queries?sort=calls").await;
     let counts: Vec<u64> = by_calls["queries"]
@@ -120,7 +128,12 @@ async fn a_slow_tagged_statement_ranks_first_names_its_route_and_signals_heavy_o
     // The top-K collector exports it.
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(text.contains(&format!("vigil_query_calls_total{{fingerprint=\"{fp}\",database=\"crm\"}} 8")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "vigil_query_calls_total{{fingerprint=\"{fp}\",database=\"crm\"}} 8"
+        )),
+        "{text}"
+    );
     drop(client);
     let _ = Arc::strong_count(&stats);
 }

@@ -152,6 +152,16 @@ impl Analysis {
             && self.session_effects.is_empty()
     }
 
+    /// A low-cardinality summary for telemetry (OpenTelemetry `db.query.summary`): the
+    /// operation and its main table, e.g. `SELECT contacts`, `INSERT deals`, `BEGIN`.
+    pub fn summary(&self) -> String {
+        let table = self.tables_written.first().or(self.tables_read.first());
+        match table {
+            Some(t) if !self.operation.is_empty() => format!("{} {t}", self.operation),
+            _ => self.operation.clone(),
+        }
+    }
+
     /// Does this statement require pinning the client to its server session?
     pub fn pins_session(&self) -> bool {
         self.session_effects.iter().any(|e| {

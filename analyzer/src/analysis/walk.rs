@@ -182,13 +182,10 @@ impl Walker<'_> {
                 }
             }
             Statement::CreateSequence {
-                temporary, name: n, ..
+                temporary: true, ..
             } => {
-                if *temporary {
-                    self.temp = true;
-                    self.effect(SessionEffect::TempObject);
-                }
-                let _ = n;
+                self.temp = true;
+                self.effect(SessionEffect::TempObject);
             }
             Statement::CreateIndex(c) => self.write(&c.table_name),
             Statement::AlterTable(a) => self.write(&a.name),

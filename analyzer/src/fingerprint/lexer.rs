@@ -145,12 +145,9 @@ impl<'a> Lexer<'a> {
                     self.pos += 1;
                 }
                 b'-' if self.peek(1) == b'-' => {
-                    let start = self.pos;
                     while self.pos < self.b.len() && self.b[self.pos] != b'\n' {
                         self.pos += 1;
                     }
-                    // A `--` comment is not a sqlcommenter comment but still ends a statement's text.
-                    let _ = start;
                 }
                 b'/' if self.peek(1) == b'*' => {
                     let start = self.pos;
@@ -384,12 +381,12 @@ impl<'a> Iterator for Lexer<'a> {
                 };
                 let end = self.pos;
                 self.skip_uescape();
+                self.trailing_comment = None;
                 return Some(Token {
                     kind: k,
                     text: &self.src[start..end],
                     start,
-                })
-                .inspect(|_| self.trailing_comment = None);
+                });
             }
             b'$' if c1.is_ascii_digit() => {
                 self.pos += 1;

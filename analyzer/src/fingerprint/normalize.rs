@@ -29,6 +29,7 @@ pub enum NTok<'a> {
 }
 
 impl NTok<'_> {
+    #[inline(always)]
     fn same(&self, other: &NTok<'_>) -> bool {
         match (self, other) {
             (NTok::Word(a), NTok::Word(b)) => a.eq_ignore_ascii_case(b),
@@ -38,10 +39,12 @@ impl NTok<'_> {
         }
     }
 
+    #[inline(always)]
     fn is_raw(&self, s: &str) -> bool {
         matches!(self, NTok::Raw(r) if *r == s)
     }
 
+    #[inline(always)]
     fn is_word(&self, s: &str) -> bool {
         matches!(self, NTok::Word(w) if w.eq_ignore_ascii_case(s))
     }
@@ -390,6 +393,19 @@ impl<'a> Collapser<'a> {
         true
     }
 
+    /// Does `t` start a collapsible list? Returns its closing token, or `"values"`.
+    #[inline(always)]
+    fn trigger(&self, t: NTok<'a>) -> Option<&'static str> {
+        match (t, self.last) {
+            (NTok::Raw("("), Some(l)) if l.is_word("in") => Some(")"),
+            (NTok::Raw("["), Some(l)) if l.is_word("array") => Some("]"),
+            (NTok::Word(w), _) if w.len() == 6 && w.eq_ignore_ascii_case("values") => {
+                Some("values")
+            }
+            _ => None,
+        }
+    }
+
     #[inline]
     fn first_at(&self, i: usize) -> NTok<'a> {
         if i < CAP {
@@ -426,17 +442,12 @@ impl<'a> Collapser<'a> {
     pub fn push<S: Sink<'a>>(&mut self, t: NTok<'a>, sink: &mut S) {
         match self.phase {
             Phase::Off => {
-                let trigger = match (t, self.last) {
-                    (NTok::Raw("("), Some(l)) if l.is_word("in") => Some(")"),
-                    (NTok::Raw("["), Some(l)) if l.is_word("array") => Some("]"),
-                    _ => None,
-                };
+                let trigger = self.trigger(t);
                 self.emit(t, sink);
-                if let Some(close) = trigger {
-                    self.start(false, close);
-                } else if matches!(t, NTok::Word(w) if w.len() == 6 && w.eq_ignore_ascii_case("values"))
-                {
-                    self.start(true, ")");
+                match trigger {
+                    Some("values") => self.start(true, ")"),
+                    Some(close) => self.start(false, close),
+                    None => {}
                 }
             }
             Phase::ValuesStart => {
@@ -449,6 +460,13 @@ impl<'a> Collapser<'a> {
                 }
             }
             Phase::First => {
+                if self.trigger(t).is_some() {
+                    // A nested list (e.g. `IN (SELECT .. WHERE x IN (1, 2))`): collapse the inner
+                    // one; the outer first element is streamed as is.
+                    self.phase = Phase::Off;
+                    self.push(t, sink);
+                    return;
+                }
                 if !self.values && self.depth == 0 && (t.is_raw(",") || t.is_raw(self.close)) {
                     if t.is_raw(",") {
                         self.phase = Phase::Compare(0);

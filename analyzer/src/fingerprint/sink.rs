@@ -151,6 +151,8 @@ const SPACE_BEFORE_PAREN: &[&str] = &[
     "returning",
     "union",
     "table",
+    "conflict",
+    "filter",
     "lateral",
     "is",
     "between",

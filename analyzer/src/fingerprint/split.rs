@@ -55,7 +55,8 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
 }
 
 fn push<'a>(out: &mut Vec<&'a str>, s: &'a str) {
-    let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    // PostgreSQL's whitespace (`\x0b` included, unlike `char::is_ascii_whitespace`).
+    let s = s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
     if !s.is_empty() {
         out.push(s);
     }

@@ -203,6 +203,21 @@ fn main() {
         failures
     );
 
+    // Grouping agreement with libpg_query on the corpus: a statement agrees when its Vigil
+    // fingerprint maps to exactly one pg_query fingerprint and back.
+    let mut v2p: std::collections::HashMap<u64, HashSet<u64>> = Default::default();
+    let mut p2v: std::collections::HashMap<u64, HashSet<u64>> = Default::default();
+    let pairs: Vec<(u64, u64)> = corpus
+        .iter()
+        .filter_map(|s| Some((vigil_analyzer::fingerprint_id(s), pg_query_fingerprint(s)?)))
+        .collect();
+    for (v, p) in &pairs {
+        v2p.entry(*v).or_default().insert(*p);
+        p2v.entry(*p).or_default().insert(*v);
+    }
+    let agree = pairs.iter().filter(|(v, p)| v2p[v].len() == 1 && p2v[p].len() == 1).count();
+    println!("grouping agreement with pg_query fingerprints: {agree}/{} statements", pairs.len());
+
     let only_vigil = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "vigil");
     let vigil_id_f = |s: &str| vigil_analyzer::fingerprint_id(s);
     let vigil_full_f = |s: &str| vigil_analyzer::fingerprint(s).id;

@@ -267,10 +267,12 @@ impl Detector {
         };
     }
 
-    /// Advance the virtual clock to `now_ms`: evaluate every detector over the complete minutes
-    /// before `now_ms` and return the findings active now, ordered by key.
+    /// Advance the virtual clock to `now_ms`: evaluate every detector over the minutes up to
+    /// `now_ms` and return the findings active now, ordered by key.
     pub fn tick(&mut self, now_ms: i64) -> Vec<ActiveFinding> {
-        let now_min = now_ms.div_euclid(MINUTE_MS);
+        // Windows end at `now`: between minute boundaries the current, partial minute counts,
+        // so a live service pages within a tick of a spike rather than after the minute closes.
+        let now_min = (now_ms + MINUTE_MS - 1).div_euclid(MINUTE_MS);
         let mut out = Vec::new();
         for (key, group) in &mut self.groups {
             let cfg = self.overrides.get(group.channel()).unwrap_or(&self.cfg);

@@ -251,5 +251,39 @@ fn missing_outcomes_and_silent_sources() {
     let missing = missing_at.expect("missing outcomes detected");
     assert!((315..=330).contains(&missing), "{missing}");
     let silent = silent_at.expect("silent source detected");
-    assert!((329..=340).contains(&silent), "{silent}");
+    assert!((328..=340).contains(&silent), "{silent}");
+}
+
+#[test]
+fn a_live_tick_inside_a_minute_sees_that_minute() {
+    let mut d = Detector::new(DetectConfig::default());
+    assert_eq!(
+        run(&mut d, 0..600, |m| vec![ok(
+            m,
+            Channel::Email,
+            "sendgrid",
+            5_000
+        )]),
+        None
+    );
+    // 20 seconds into minute 600 a provider starts failing: the tick at +30 s pages.
+    for i in 0..10 {
+        d.observe(
+            &fail(
+                600,
+                i,
+                Channel::Email,
+                "sendgrid",
+                "provider_5xx",
+                Scope::Provider,
+            )
+            .with_count(100),
+        );
+    }
+    d.observe(&ok(600, Channel::Email, "sendgrid", 1_000));
+    let active = d.tick(T0 + 600 * MINUTE_MS + 30_000);
+    assert!(
+        active.iter().any(|f| f.severity == Severity::Critical),
+        "{active:?}"
+    );
 }

@@ -70,9 +70,12 @@ fn text(n: &Notification, console: Option<&str>) -> String {
     t
 }
 
-async fn post(client: &reqwest::Client, req: reqwest::RequestBuilder) -> Result<(), SendError> {
-    let _ = client;
-    let resp = req.send().await.map_err(SendError::Http)?;
+async fn post(req: reqwest::RequestBuilder) -> Result<(), SendError> {
+    // Without the URL: a Slack webhook URL is a secret and errors reach logs and the outbox.
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| SendError::Http(e.without_url()))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -104,7 +107,7 @@ pub async fn send_batch(
             t.push_str("\n\n");
             t.push_str(&text(n, console));
         }
-        return post(client, client.post(url).json(&json!({ "text": t }))).await;
+        return post(client.post(url).json(&json!({ "text": t }))).await;
     }
     for n in ns {
         send(client, kind, n, console).await?;
@@ -127,7 +130,7 @@ pub async fn send(
         ReceiverKind::Slack { url_env } => {
             let url = secret(url_env)?;
             let body = json!({ "text": text(n, console) });
-            post(client, client.post(url).json(&body)).await
+            post(client.post(url).json(&body)).await
         }
         ReceiverKind::Pagerduty {
             routing_key_env,
@@ -160,7 +163,7 @@ pub async fn send(
                 });
             }
             let url = url.clone().unwrap_or_else(|| PAGERDUTY_URL.to_string());
-            post(client, client.post(url).json(&body)).await
+            post(client.post(url).json(&body)).await
         }
         ReceiverKind::Smtp {
             host,
@@ -191,7 +194,7 @@ pub async fn send(
                 .header("X-Vigil-Signature", sig)
                 .header("Idempotency-Key", n.dedup_key.as_str())
                 .body(body);
-            post(client, req).await
+            post(req).await
         }
     }
 }

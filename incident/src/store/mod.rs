@@ -21,6 +21,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Row, SqlSafeStr};
 use vigil_signal::Signal;
 
+pub use incidents::IncidentFilter;
 pub use outbox::{ClaimedNotification, OutboxEntry, OutboxStats};
 pub use query_stats::{QueryStatsRow, Resolution};
 
@@ -172,7 +173,16 @@ impl Store {
                 let b = row * 10;
                 sql.push_str(&format!(
                     "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10
                 ));
             }
             sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");

@@ -1,5 +1,32 @@
 //! The `[http]` configuration section: serde-deserialized raw values, checked by
 //! [`HttpConfig::validate`] with errors that name the offending field.
+//!
+//! ```toml
+//! [http]
+//! listen = "0.0.0.0:8080"
+//! upstream = ["http://10.0.0.5:3000", "http://10.0.0.6:3000"]
+//! trusted_cidrs = ["10.0.0.0/8"]
+//! pii_hash_key = "${VIGIL_PII_KEY}"     # same on every replica
+//! health_check_path = "/healthz"
+//! [http.timeouts]
+//! connect_ms = 2000
+//! per_try_ms = 15000
+//! total_ms = 30000
+//! [http.limits]
+//! max_body_bytes = 104857600
+//! [[http.providers]]
+//! name = "sendgrid"
+//! upstream = "https://api.sendgrid.com"
+//! channel = "email"
+//! [[http.webhooks]]
+//! path = "/webhooks/stripe"
+//! provider = "stripe"
+//! secret = "${STRIPE_WEBHOOK_SECRET}"
+//! [[http.webhooks]]
+//! path = "/webhooks/ses"
+//! provider = "ses"
+//! topic_arns = ["arn:aws:sns:eu-west-1:123456789012:ses-events"]
+//! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -211,6 +211,9 @@ impl Session {
                     }
                     b'G' => {
                         self.copy_in = true;
+                        // The server ignores Syncs until the COPY ends: only a Sync sent after
+                        // it closes the implicit transaction.
+                        self.unsynced = true;
                         // Syncs the client sent after this Execute and before ending the COPY
                         // are ignored by the server: expect no ReadyForQuery for them.
                         let mut i = 1;
@@ -267,7 +270,11 @@ impl Session {
         if tag == "DISCARD ALL" || tag == "DEALLOCATE ALL" {
             self.statements.clear();
             if let Some(s) = self.server.as_mut() {
-                s.conn().statements.clear();
+                if tag == "DISCARD ALL" {
+                    s.conn().settings_reset();
+                } else {
+                    s.conn().statements.clear();
+                }
             }
         }
     }
@@ -282,7 +289,13 @@ impl Session {
             // The server is about to close. A transaction-mode client keeps its session: it sees
             // an ERROR (the transaction is lost) and can go on with another server.
             let stateless = self.mode == PoolMode::Transaction && self.pinned.is_none();
-            if stateless {
+            let waiting = self
+                .pending
+                .iter()
+                .any(|p| !matches!(p, Pending::Synth(_) | Pending::CopyBoundary));
+            if stateless && !waiting {
+                // Nothing of this client's was running: it need not hear about it at all.
+            } else if stateless {
                 let mut f = fields.clone();
                 for (c, v) in f.fields.iter_mut() {
                     if *c == b'S' || *c == b'V' {
@@ -356,6 +369,11 @@ impl Session {
                     self.cout.extend_from_slice(&f.encode(b'E'));
                 } else {
                     self.forward(&m);
+                }
+                // Until the client's Sync arrives the server discards messages: it is not
+                // reusable before then.
+                if !self.pending.iter().any(|p| matches!(p, Pending::Sync)) {
+                    self.unsynced = true;
                 }
                 while let Some(p) = self.pending.front() {
                     if matches!(p, Pending::Sync) {

@@ -14,8 +14,6 @@ pub enum PgError {
     Protocol(#[from] ProtocolError),
     #[error("tls: {0}")]
     Tls(String),
-    #[error("metrics registry: {0}")]
-    Metrics(String),
 }
 
 /// Why an upstream server connection could not be used.

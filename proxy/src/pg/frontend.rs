@@ -177,6 +177,16 @@ impl Session {
                 statement: &parse.name,
             });
         }
+        if !parse.name.is_empty() && self.statements.get(&parse.name).is_some() {
+            // As PostgreSQL: the name is taken; the rest of the pipeline up to Sync is skipped.
+            self.inner.metrics.error(b"42P05");
+            self.push_synth(status::error(
+                "42P05",
+                &format!("prepared statement \"{}\" already exists", parse.name),
+            ));
+            self.skip_until_sync = true;
+            return Ok(());
+        }
         if !parse.name.is_empty() && self.server.is_none() {
             // A statement known to parse is prepared when first used: no server needed now
             // (a client preparing outside a transaction never waits for the pool).

@@ -108,7 +108,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, tcp: TcpStream) {
                                 };
                                 match StartupPacket::decode(pkt.body()) {
                                     Ok(StartupPacket::Startup { minor, params, .. }) => {
-                                        login(inner, tls, dec, minor, params).await;
+                                        login(inner, tls, true, dec, minor, params).await;
                                     }
                                     _ => {
                                         fail(&inner, &mut *tls, "08P01", "invalid startup packet")
@@ -138,7 +138,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, tcp: TcpStream) {
             }
             Ok(StartupPacket::Startup { minor, params, .. }) => {
                 let io: Box<dyn ClientIo> = Box::new(tcp);
-                login(inner, io, dec, minor, params).await;
+                login(inner, io, false, dec, minor, params).await;
                 return;
             }
         }
@@ -148,6 +148,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, tcp: TcpStream) {
 async fn login(
     inner: Arc<Inner>,
     mut io: Box<dyn ClientIo>,
+    tls: bool,
     mut dec: Decoder,
     minor: u16,
     params: Vec<(String, String)>,
@@ -273,6 +274,15 @@ async fn login(
             wanted.push((k.to_owned(), v));
         }
     }
+    // `options=-c name=value` startup settings are kept per client like the tracked ones.
+    if let Some(opts) = get("options") {
+        for (k, v) in parse_options(&opts) {
+            match wanted.iter_mut().find(|(w, _)| w.eq_ignore_ascii_case(&k)) {
+                Some(e) => e.1 = v,
+                None => wanted.push((k, v)),
+            }
+        }
+    }
     let mut out = BytesMut::new();
     for (k, v) in &template {
         if k == "extra_float_digits" {
@@ -324,6 +334,7 @@ async fn login(
         unnamed_sql: None,
         portals: Default::default(),
         client_flush: false,
+        buffered_writer: tls,
         closing: false,
         cancel_pid: pid,
         failed_names: Default::default(),
@@ -353,4 +364,72 @@ async fn auth_query(
     let row = rows?.into_iter().next()?;
     let passwd = row.get(1)?.clone()?;
     Credential::from_stored(&passwd)
+}
+
+/// `-c name=value`, `-cname=value` and `--name=value` settings of the `options` startup
+/// parameter (backslash escapes a space). Names are limited to identifier characters.
+pub(crate) fn parse_options(s: &str) -> Vec<(String, String)> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut esc = false;
+    for ch in s.chars() {
+        if esc {
+            cur.push(ch);
+            esc = false;
+        } else if ch == '\\' {
+            esc = true;
+        } else if ch.is_whitespace() {
+            if !cur.is_empty() {
+                args.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(ch);
+        }
+    }
+    if !cur.is_empty() {
+        args.push(cur);
+    }
+    let mut out = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let kv = if a == "-c" {
+            it.next()
+        } else if let Some(r) = a.strip_prefix("--") {
+            Some(r.to_owned())
+        } else {
+            a.strip_prefix("-c").map(str::to_owned)
+        };
+        let Some(kv) = kv else { continue };
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        let k = k.replace('-', "_");
+        if !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            out.push((k, v.to_owned()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_options;
+
+    #[test]
+    fn parses_startup_options() {
+        assert_eq!(
+            parse_options(
+                "-c statement_timeout=5s --search-path=a,b -cwork_mem=64MB -c x;drop=1 -c app=a\\ b"
+            ),
+            vec![
+                ("statement_timeout".into(), "5s".into()),
+                ("search_path".into(), "a,b".into()),
+                ("work_mem".into(), "64MB".into()),
+                ("app".into(), "a b".into()),
+            ]
+        );
+    }
 }

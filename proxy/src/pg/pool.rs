@@ -146,11 +146,19 @@ impl Pool {
         } else if new.size < old {
             let sem = self.sem.clone();
             let diff = (old - new.size) as u32;
-            tokio::spawn(async move {
-                if let Ok(p) = sem.acquire_many_owned(diff).await {
-                    p.forget();
+            // Permits in use are retired as they come back.
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn(async move {
+                        if let Ok(p) = sem.acquire_many_owned(diff).await {
+                            p.forget();
+                        }
+                    });
                 }
-            });
+                Err(_) => {
+                    sem.forget_permits(diff as usize);
+                }
+            }
         }
         *s = new;
     }

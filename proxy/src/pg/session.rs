@@ -120,6 +120,8 @@ pub(crate) struct Session {
     pub unnamed_sql: Option<Arc<str>>,
     pub portals: HashMap<String, Arc<str>>,
     pub client_flush: bool,
+    /// The client transport buffers writes (TLS) and needs explicit flushes.
+    pub buffered_writer: bool,
     pub closing: bool,
     pub cancel_pid: i32,
     /// Server-side names of statements whose Parse failed -> client names.
@@ -137,6 +139,16 @@ async fn write_opt(s: Option<&mut OwnedWriteHalf>, buf: &mut BytesMut) -> std::i
     match s {
         Some(wr) => wr.write_buf(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Keep room for a decent read (BytesMut would otherwise offer 64-byte chunks once full).
+/// Buffers grown by a large message are given back once empty.
+fn read_space(b: &mut BytesMut) {
+    if b.is_empty() && b.capacity() > 64 * 1024 {
+        *b = BytesMut::with_capacity(4096);
+    } else if b.capacity() - b.len() < 2048 {
+        b.reserve(8 * 1024);
     }
 }
 
@@ -188,6 +200,10 @@ impl Session {
                 !self.closing && self.sout.len() < HIGH_WATER && self.cout.len() < HIGH_WATER;
             let read_server = self.server.is_some() && self.cout.len() < HIGH_WATER;
             let has_server = self.server.is_some();
+            read_space(&mut self.cin.buf);
+            if let Some(c) = self.server.as_mut().and_then(|s| s.conn.as_mut()) {
+                read_space(&mut c.dec.buf);
+            }
             let ev = {
                 let (srv_r, srv_w) = match self.server.as_mut().and_then(|s| s.conn.as_mut()) {
                     Some(c) => {
@@ -207,7 +223,7 @@ impl Session {
             };
             match ev {
                 Event::Shutdown => {}
-                Event::ClientWrote(Ok(_)) => self.client_flush = true,
+                Event::ClientWrote(Ok(_)) => self.client_flush = self.buffered_writer,
                 Event::ClientFlushed(Ok(())) => self.client_flush = false,
                 Event::ClientWrote(Err(_)) | Event::ClientFlushed(Err(_)) => break End::ClientGone,
                 Event::ClientRead(Ok(0)) | Event::ClientRead(Err(_)) => break End::ClientGone,
@@ -273,10 +289,26 @@ impl Session {
         let mut sets = String::new();
         {
             let c = srv.conn();
-            for (k, v) in &self.wanted {
+            let wanted = &self.wanted;
+            c.vigil_set.retain(|k| {
+                if wanted.iter().any(|(w, _)| w.eq_ignore_ascii_case(k)) {
+                    return true;
+                }
+                sets.push_str(&format!("RESET {k};"));
+                false
+            });
+            for k in sets.split(';').filter_map(|s| s.strip_prefix("RESET ")) {
+                c.params.retain(|(p, _)| !p.eq_ignore_ascii_case(k));
+            }
+            for (k, v) in wanted {
                 if c.param(k) != Some(v.as_str()) {
-                    sets.push_str(&format!("SET {k} TO '{}';", v.replace('\'', "''")));
+                    // E'' quoting is safe whatever standard_conforming_strings says.
+                    let lit = v.replace('\\', "\\\\").replace('\'', "''");
+                    sets.push_str(&format!("SET {k} TO E'{lit}';"));
                     set_param(&mut c.params, k.clone(), v.clone());
+                    if !c.vigil_set.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                        c.vigil_set.push(k.clone());
+                    }
                 }
             }
         }
@@ -455,7 +487,7 @@ impl Session {
                     match tokio::time::timeout(Duration::from_secs(5), c.run(&sql)).await {
                         Ok(Ok(_)) => {
                             if needs_reset {
-                                c.statements.clear();
+                                c.settings_reset();
                             }
                             c.dirty = false;
                             true

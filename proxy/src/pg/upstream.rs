@@ -149,6 +149,11 @@ pub struct ServerConn {
     pub statements: ServerStatements,
     /// Session state may have been changed (needs `DISCARD ALL` before reuse).
     pub dirty: bool,
+    /// Parameters Vigil SET on this connection for some client (RESET for clients that did
+    /// not ask for them).
+    pub vigil_set: Vec<String>,
+    /// Parameters as reported at connect (what `RESET ALL`/`DISCARD ALL` return to).
+    pub initial_params: Vec<(String, String)>,
 }
 
 async fn read_msg<R: tokio::io::AsyncRead + Unpin>(
@@ -277,14 +282,23 @@ impl ServerConn {
             wr,
             dec,
             addr,
-            params,
+            params: params.clone(),
             backend_pid: key.0,
             backend_secret: key.1,
             created: now,
             last_used: now,
             statements: ServerStatements::new(max_statements),
             dirty: false,
+            vigil_set: Vec::new(),
+            initial_params: params,
         })
+    }
+
+    /// After `DISCARD ALL`: every setting is back to its connect-time value.
+    pub fn settings_reset(&mut self) {
+        self.params = self.initial_params.clone();
+        self.vigil_set.clear();
+        self.statements.clear();
     }
 
     /// Current value of a parameter (case-insensitive name).

@@ -82,7 +82,8 @@ impl HeavyRules {
             path: path.to_owned(),
             message,
         };
-        let rules: HeavyRules = serde_saphyr::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let rules: HeavyRules =
+            serde_saphyr::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         rules.validate().map_err(invalid)?;
         Ok(rules)
     }
@@ -94,7 +95,7 @@ impl HeavyRules {
             ("min_total_ms", self.min_total_ms),
         ];
         for (field, v) in positive {
-            if !(v > 0.0) {
+            if v.is_nan() || v <= 0.0 {
                 return Err(format!("field `{field}`: must be greater than 0"));
             }
         }
@@ -110,7 +111,11 @@ impl HeavyRules {
         if self.recover_windows == 0 {
             return Err("field `recover_windows`: must be at least 1".into());
         }
-        if let Some(bad) = self.ignore.iter().find(|f| vigil_analyzer::parse_id(f).is_none()) {
+        if let Some(bad) = self
+            .ignore
+            .iter()
+            .find(|f| vigil_analyzer::parse_id(f).is_none())
+        {
             return Err(format!(
                 "field `ignore`: `{bad}` is not a fingerprint (16 hex digits)"
             ));
@@ -152,7 +157,11 @@ impl HeavyState {
     /// Judge one window; returns a transition when the state changed.
     pub fn observe(&mut self, rules: &HeavyRules, m: &WindowMeasure) -> Option<Transition> {
         let judged = m.calls >= rules.min_calls;
-        let reason = if judged { self.breach(rules, m, 1.0) } else { None };
+        let reason = if judged {
+            self.breach(rules, m, 1.0)
+        } else {
+            None
+        };
         let still = judged && self.breach(rules, m, rules.clear_ratio).is_some();
         let transition = if !self.heavy {
             reason.map(|r| {
@@ -197,7 +206,8 @@ impl HeavyState {
         if rules.p95_regression > 0.0
             && self.baseline_windows >= rules.baseline_windows
             && self.baseline_p95 > 0.0
-            && m.p95_ms > rules.p95_regression * scale.max(1.0 / rules.p95_regression) * self.baseline_p95
+            && m.p95_ms
+                > rules.p95_regression * scale.max(1.0 / rules.p95_regression) * self.baseline_p95
         {
             return Some("p95_regression");
         }
@@ -224,7 +234,10 @@ mod tests {
         let rules = HeavyRules::default();
         let mut s = HeavyState::default();
         assert_eq!(s.observe(&rules, &m(10, 100.0)), None);
-        assert_eq!(s.observe(&rules, &m(10, 900.0)), Some(Transition::Heavy("p95")));
+        assert_eq!(
+            s.observe(&rules, &m(10, 900.0)),
+            Some(Transition::Heavy("p95"))
+        );
         // Still heavy, and hovering just under the threshold does not clear it (hysteresis).
         assert_eq!(s.observe(&rules, &m(10, 900.0)), None);
         assert_eq!(s.observe(&rules, &m(10, 450.0)), None);
@@ -234,7 +247,10 @@ mod tests {
         // Clear windows: recovery after three.
         assert_eq!(s.observe(&rules, &m(10, 100.0)), None);
         assert_eq!(s.observe(&rules, &m(10, 100.0)), None);
-        assert_eq!(s.observe(&rules, &m(10, 100.0)), Some(Transition::Recovered));
+        assert_eq!(
+            s.observe(&rules, &m(10, 100.0)),
+            Some(Transition::Recovered)
+        );
         assert!(!s.heavy);
     }
 
@@ -256,7 +272,10 @@ mod tests {
             rows: 100,
             window_total_ms: 10_000.0,
         };
-        assert_eq!(s.observe(&rules, &hog), Some(Transition::Heavy("share_of_total")));
+        assert_eq!(
+            s.observe(&rules, &hog),
+            Some(Transition::Heavy("share_of_total"))
+        );
         let mut s = HeavyState::default();
         let wide = WindowMeasure {
             calls: 10,
@@ -265,7 +284,10 @@ mod tests {
             rows: 1_000_000,
             window_total_ms: 10_000.0,
         };
-        assert_eq!(s.observe(&rules, &wide), Some(Transition::Heavy("rows_per_call")));
+        assert_eq!(
+            s.observe(&rules, &wide),
+            Some(Transition::Heavy("rows_per_call"))
+        );
     }
 
     #[test]
@@ -290,10 +312,25 @@ mod tests {
         assert_eq!(r.p95_ms, 250.0);
         assert_eq!(r.min_calls, 3);
         std::fs::write(&p, "p95_ms: -1\n").unwrap();
-        assert!(HeavyRules::load(&p).unwrap_err().to_string().contains("p95_ms"));
+        assert!(
+            HeavyRules::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("p95_ms")
+        );
         std::fs::write(&p, "p95: 3\n").unwrap();
-        assert!(HeavyRules::load(&p).unwrap_err().to_string().contains("p95"));
+        assert!(
+            HeavyRules::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("p95")
+        );
         std::fs::write(&p, "ignore: [nothex]\n").unwrap();
-        assert!(HeavyRules::load(&p).unwrap_err().to_string().contains("ignore"));
+        assert!(
+            HeavyRules::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("ignore")
+        );
     }
 }

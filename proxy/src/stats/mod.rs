@@ -27,7 +27,9 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::Deserialize;
 use vigil_analyzer::{AnalysisCache, Tags};
-use vigil_signal::{Channel, Emitter, Outcome, QueryStats as QueryStatsSignal, Scope, Signal, Source};
+use vigil_signal::{
+    Channel, Emitter, Outcome, QueryStats as QueryStatsSignal, Scope, Signal, Source,
+};
 
 use crate::pg::hook::{ParseEvent, QueryProtocol, StatementEvent, StatementHook};
 use heavy::{HeavyRules, Transition, WindowMeasure};
@@ -160,7 +162,10 @@ impl QueryStats {
 
     /// Spawn the window task: rotate every `bucket_secs`, publish, judge; and reload the rules
     /// file when it changes.
-    pub fn spawn_windows(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_windows(
+        self: &Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             tokio::pin!(shutdown);
@@ -197,7 +202,9 @@ impl QueryStats {
                 tracing::info!("heavy-query rules reloaded");
                 self.set_rules(r);
             }
-            Err(e) => tracing::error!(error = %e, "heavy-query rules not reloaded; keeping the previous rules"),
+            Err(e) => {
+                tracing::error!(error = %e, "heavy-query rules not reloaded; keeping the previous rules")
+            }
         }
     }
 

@@ -29,7 +29,7 @@ pub struct Sketch {
 impl Sketch {
     pub fn add(&mut self, x: f64) {
         self.count += 1;
-        if !(x > MIN_VALUE) {
+        if x.is_nan() || x <= MIN_VALUE {
             self.zero += 1;
             return;
         }

@@ -107,7 +107,10 @@ impl Entry {
             ("application", &self.applications),
         ] {
             if !set.is_empty() {
-                m.insert(k.to_owned(), set.iter().cloned().collect::<Vec<_>>().join(","));
+                m.insert(
+                    k.to_owned(),
+                    set.iter().cloned().collect::<Vec<_>>().join(","),
+                );
             }
         }
         m
@@ -209,8 +212,7 @@ impl Table {
         };
         e.last_seen = now;
         e.all.record(r.seconds, r.rows, r.pool_wait, r.sqlstate);
-        e.window
-            .record(r.seconds, r.rows, r.pool_wait, r.sqlstate);
+        e.window.record(r.seconds, r.rows, r.pool_wait, r.sqlstate);
         if let Some(tags) = &r.tags {
             e.note_tags(tags);
         }
@@ -286,7 +288,10 @@ mod tests {
     }
 
     fn make() -> (String, Arc<Analysis>) {
-        ("select $1".into(), Arc::new(vigil_analyzer::analyze("SELECT 1")))
+        (
+            "select $1".into(),
+            Arc::new(vigil_analyzer::analyze("SELECT 1")),
+        )
     }
 
     #[test]

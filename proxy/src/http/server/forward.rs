@@ -11,6 +11,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use super::body::{self, ProxyBody, Watched};
 use super::headers::{add_forwarded, add_via, strip_hop_by_hop};
@@ -120,7 +121,13 @@ impl HttpProxy {
         };
         let t = &live.cfg.timeouts;
         let deadline = Instant::now() + t.total();
-        let attempts = if retriable { 1 + live.cfg.retries } else { 1 };
+        // A known body can always be resent after a connection failure (nothing reached the
+        // upstream); after a failure mid-exchange only idempotent requests are retried.
+        let attempts = if buffered.is_some() {
+            1 + live.cfg.retries
+        } else {
+            1
+        };
         let mut tried = Vec::new();
         let mut last = Failure::Unavailable;
         for attempt in 0..attempts {
@@ -159,7 +166,16 @@ impl HttpProxy {
             let budget = t
                 .per_try()
                 .min(deadline.saturating_duration_since(Instant::now()));
-            match tokio::time::timeout(budget, self.client.request(out)).await {
+            let span = tracing::info_span!(
+                "http.client",
+                otel.kind = "client",
+                server.address = %inst.authority,
+                http.request.resend_count = attempt,
+            );
+            let sent = tokio::time::timeout(budget, self.client.request(out))
+                .instrument(span)
+                .await;
+            match sent {
                 Ok(Ok(mut resp)) => {
                     live.pool.success(i);
                     self.metrics
@@ -192,6 +208,9 @@ impl HttpProxy {
                         last = Failure::Io;
                         self.count_error("io");
                         tracing::debug!(error = %e, "upstream request failed");
+                        if !retriable {
+                            break;
+                        }
                     }
                 }
                 Err(_) => {

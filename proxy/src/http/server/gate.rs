@@ -640,3 +640,77 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gate<S> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> GateLimits {
+        GateLimits {
+            max_header_bytes: 1024,
+            max_headers: 8,
+            max_body_bytes: 100,
+            header_read: std::time::Duration::from_secs(1),
+            idle: std::time::Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(parse_chunk_size(b"1a\r\n"), Some(26));
+        assert_eq!(parse_chunk_size(b"0;name=value\r\n"), Some(0));
+        for bad in [
+            &b"\r\n"[..],
+            b" 5\r\n",
+            b"5 \r\n",
+            b"-5\r\n",
+            b"0x5\r\n",
+            b"5\n",
+            b"1234567890abcdef\r\n",
+            b"5;a\x00\r\n",
+        ] {
+            assert_eq!(parse_chunk_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn head_end_and_bare_lf() {
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nX"),
+            Some(27)
+        );
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost"), Some(15));
+    }
+
+    #[test]
+    fn heads() {
+        let ok = |h: &[u8]| check_head(h, &limits()).is_ok();
+        assert!(ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(ok(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ok(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(ok(
+            b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+        ));
+        assert_eq!(
+            check_head(
+                b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
+                &limits()
+            )
+            .err(),
+            Some(Reject::BodyTooLarge)
+        );
+        let many: String = (0..9).map(|i| format!("X-{i}: v\r\n")).collect();
+        let head = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+        assert_eq!(
+            check_head(head.as_bytes(), &limits()).err(),
+            Some(Reject::HeadersTooLarge)
+        );
+        for code in 0..REASONS.len() as u8 {
+            assert_eq!(
+                Reject::from_code(Reject::from_code(code).code()).reason(),
+                REASONS[code as usize]
+            );
+        }
+    }
+}

@@ -12,6 +12,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument;
 use vigil_signal::Channel;
 
 use super::body::{self, ProxyBody};
@@ -122,7 +123,16 @@ impl HttpProxy {
                 .timeouts
                 .per_try()
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let sent = tokio::time::timeout(budget, self.client.request(out)).await;
+            let span = tracing::info_span!(
+                "http.client",
+                otel.kind = "client",
+                server.address = %p.authority,
+                provider = %p.name,
+                http.request.resend_count = attempt,
+            );
+            let sent = tokio::time::timeout(budget, self.client.request(out))
+                .instrument(span)
+                .await;
             let retry_worthy;
             (result, outcome, retry_worthy) = match sent {
                 Ok(Ok(resp)) => {

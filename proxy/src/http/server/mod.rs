@@ -67,6 +67,7 @@ pub struct HttpProxy {
     emitter: Emitter,
     reject_prefix: String,
     dedup: taps::RecentIds,
+    tap_permits: Arc<tokio::sync::Semaphore>,
     ingress: ingress::IngressStats,
     retry_budget: upstream::RetryBudget,
 }
@@ -166,7 +167,6 @@ impl HttpProxy {
         let cert_cache = Arc::new(CertCache::new(source, 64));
         let live = Live::build(config.clone(), &hasher, &cert_cache)?;
         let metrics = Metrics::register(registry);
-        emitter.register(registry);
         metrics.healthy_upstreams.set(live.pool.len() as i64);
         let mut token = [0u8; 16];
         let _ = aws_lc_rs::rand::fill(&mut token);
@@ -181,6 +181,7 @@ impl HttpProxy {
             emitter,
             reject_prefix: format!("/.vigil-reject/{}/", hex::encode(token)),
             dedup: taps::RecentIds::new(10_000),
+            tap_permits: Arc::new(tokio::sync::Semaphore::new(taps::MAX_TAPS_IN_FLIGHT)),
             ingress: ingress::IngressStats::new(config.signal_window_secs),
             retry_budget: upstream::RetryBudget::default(),
             cfg: config,

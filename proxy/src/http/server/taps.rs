@@ -23,6 +23,9 @@ use crate::http::webhook::ses::{BoxFuture, CertCache, CertSource, cert_url_ok};
 use crate::http::webhook::tap::TapSettings;
 use crate::http::webhook::{WebhookRequest, WebhookTap};
 
+/// Concurrent tap verifications (SNS certificate fetches can take seconds).
+pub const MAX_TAPS_IN_FLIGHT: usize = 256;
+
 /// A configured tap path.
 pub struct TapRoute {
     pub tap: Arc<WebhookTap>,
@@ -148,11 +151,29 @@ impl HttpProxy {
             }
         };
         let url = external_url(route, &parts, ctx.trusted, ctx.tls);
-        let me = self.clone();
-        let tap = route.tap.clone();
-        let headers = parts.headers.clone();
-        let body = raw.clone();
-        tokio::spawn(async move { me.run_tap(&tap, headers, body, url).await });
+        // At most MAX_TAPS_IN_FLIGHT verifications run at once; beyond that the webhook is only
+        // forwarded (and counted), so a flood never builds an unbounded backlog.
+        match self.tap_permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let me = self.clone();
+                let tap = route.tap.clone();
+                let headers = parts.headers.clone();
+                let body = raw.clone();
+                tokio::spawn(async move {
+                    me.run_tap(&tap, headers, body, url).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                self.metrics
+                    .webhooks
+                    .get_or_create(&WebhookLabels {
+                        provider: route.tap.provider().as_str(),
+                        result: "overloaded",
+                    })
+                    .inc();
+            }
+        }
         self.forward(live, parts, Outbound::Buffered(raw), ctx)
             .await
     }

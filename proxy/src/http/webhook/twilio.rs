@@ -154,8 +154,11 @@ fn error_meaning(code: Option<&str>) -> (Option<bool>, Scope) {
         Some("30007") => (Some(false), Scope::Sender),
         // Queue overflow, account suspended.
         Some("30001" | "30002") => (Some(false), Scope::Provider),
-        // Unreachable handset; carrier violation unknown.
-        Some("30003" | "30008") => (Some(false), Scope::Recipient),
+        // Unknown error: the carrier did not take the message. It says nothing about the handset
+        // and is how a carrier outage shows up in bulk, so it counts against the provider side.
+        Some("30008") => (Some(false), Scope::Provider),
+        // Unreachable handset (off, out of coverage).
+        Some("30003") => (Some(false), Scope::Recipient),
         // Unknown destination, landline, or opted-out recipient.
         Some("30005" | "30006" | "21610") => (Some(true), Scope::Recipient),
         _ => (None, Scope::Recipient),

@@ -38,7 +38,7 @@ pub struct Decoder {
 impl Decoder {
     pub fn new(max: usize) -> Decoder {
         Decoder {
-            buf: BytesMut::with_capacity(8192),
+            buf: BytesMut::with_capacity(4096),
             max,
         }
     }
