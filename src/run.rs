@@ -225,6 +225,14 @@ impl Running {
                 }
             }
         }
+        if let (Some(http), Some(cfg)) = (&self.http, &config.http) {
+            match http.reload(cfg.clone()) {
+                Ok(()) => tracing::info!("http configuration reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "http reload refused; keeping the running configuration")
+                }
+            }
+        }
     }
 
     /// Stop accepting, let in-flight work finish, flush signals, and wait for every task.

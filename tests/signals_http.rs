@@ -37,7 +37,9 @@ async fn batches_posted_to_the_incident_service_are_stored_once() {
     sink.send(&batch).await.unwrap();
     sink.send(&batch).await.unwrap();
 
-    let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
     let mut n = 0;
     for _ in 0..50 {
         n = store.count_signals().await.unwrap();

@@ -573,9 +573,30 @@ mod copy_extended {
         for f in frames {
             conn.wr.write_all(&f).await.unwrap();
         }
-        assert_eq!(describe(&read(conn).await), "1");
-        assert_eq!(describe(&read(conn).await), "2");
-        assert_eq!(describe(&read(conn).await), "G");
+        assert_eq!(
+            describe(
+                &tokio::time::timeout(Duration::from_secs(5), read(conn))
+                    .await
+                    .expect("start_copy read")
+            ),
+            "1"
+        );
+        assert_eq!(
+            describe(
+                &tokio::time::timeout(Duration::from_secs(5), read(conn))
+                    .await
+                    .expect("start_copy read")
+            ),
+            "2"
+        );
+        assert_eq!(
+            describe(
+                &tokio::time::timeout(Duration::from_secs(5), read(conn))
+                    .await
+                    .expect("start_copy read")
+            ),
+            "G"
+        );
     }
 
     /// A server is never handed to another client between the end of an extended-protocol
@@ -596,23 +617,52 @@ mod copy_extended {
         // Failure mid-COPY: the server waits for a Sync.
         start_copy(&mut a).await;
         a.wr.write_all(&copy_data(b"oops\n")).await.unwrap();
-        let e = describe(&read(&mut a).await);
+        let e = describe(
+            &tokio::time::timeout(Duration::from_secs(5), read(&mut a))
+                .await
+                .expect("a read"),
+        );
         assert!(e.starts_with("E ERROR 22P02"), "{e}");
         let busy = other.simple_query("SELECT 1").await.unwrap_err();
         assert_eq!(busy.code().unwrap().code(), "53300");
         a.wr.write_all(&copy_done()).await.unwrap();
         a.wr.write_all(&sync()).await.unwrap();
-        assert_eq!(describe(&read(&mut a).await), "Z I");
+        assert_eq!(
+            describe(
+                &tokio::time::timeout(Duration::from_secs(5), read(&mut a))
+                    .await
+                    .expect("a read")
+            ),
+            "Z I"
+        );
         other.simple_query("SELECT 1").await.unwrap();
         // Success: rows are committed only at the client's Sync.
         start_copy(&mut a).await;
         a.wr.write_all(&copy_data(b"1\n2\n")).await.unwrap();
         a.wr.write_all(&copy_done()).await.unwrap();
-        assert_eq!(describe(&read(&mut a).await), "C COPY 2");
+        // PostgreSQL sends CommandComplete at Flush (or Sync).
+        a.wr.write_all(&vigil_proxy::pg::protocol::extended::flush())
+            .await
+            .unwrap();
+        assert_eq!(
+            describe(
+                &tokio::time::timeout(Duration::from_secs(5), read(&mut a))
+                    .await
+                    .expect("a read")
+            ),
+            "C COPY 2"
+        );
         let busy = other.simple_query("SELECT 1").await.unwrap_err();
         assert_eq!(busy.code().unwrap().code(), "53300");
         a.wr.write_all(&sync()).await.unwrap();
-        assert_eq!(describe(&read(&mut a).await), "Z I");
+        assert_eq!(
+            describe(
+                &tokio::time::timeout(Duration::from_secs(5), read(&mut a))
+                    .await
+                    .expect("a read")
+            ),
+            "Z I"
+        );
         let n: i64 = other
             .query_one("SELECT count(*) FROM cx", &[])
             .await
