@@ -38,7 +38,7 @@ pub struct DemoOptions {
     pub small: bool,
 }
 
-/// What a finished demo saw, per scenario: the incidents it opened.
+/// What a finished demo saw, per scenario: the incidents it opened or reopened.
 #[derive(Debug, Default)]
 pub struct DemoReport {
     pub opened: BTreeMap<Scenario, Vec<Incident>>,
@@ -172,7 +172,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     say("\n== summary");
     for sc in &opts.scenarios {
         let opened = report.opened.get(sc).map(Vec::as_slice).unwrap_or(&[]);
-        match opened.first() {
+        // The incident with the expected layer if there is one, else the first.
+        let pick = opened
+            .iter()
+            .find(|i| i.layer == sc.expected_layer())
+            .or_else(|| opened.first());
+        match pick {
             Some(i) => say(format!(
                 "   {:<13} incident \"{}\" (likely layer: {}) {}",
                 sc.name(),
@@ -248,7 +253,8 @@ async fn watch(
                     i.severity.as_str(),
                     i.channel
                 ));
-                if prev.is_none() && scenario.is_some() {
+                // Opened or reopened while a scenario runs: this scenario's doing.
+                if scenario.is_some() && matches!(i.state, IncidentState::Open) {
                     opened.push(i);
                 }
             }
