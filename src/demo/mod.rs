@@ -38,7 +38,7 @@ pub struct DemoOptions {
     pub small: bool,
 }
 
-/// What a finished demo saw, per scenario: the incidents it opened or reopened.
+/// What a finished demo saw, per scenario: the incidents it opened, reopened or added evidence to.
 #[derive(Debug, Default)]
 pub struct DemoReport {
     pub opened: BTreeMap<Scenario, Vec<Incident>>,
@@ -189,7 +189,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
                     "(unexpected layer)"
                 }
             )),
-            None => say(format!("   {:<13} no incident opened", sc.name())),
+            None => say(format!(
+                "   {:<13} no incident opened or updated",
+                sc.name()
+            )),
         }
     }
     say(format!(
@@ -221,6 +224,9 @@ async fn watch(
     scenario: Option<Scenario>,
 ) -> Vec<Incident> {
     let end = Instant::now() + d;
+    let slot_start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let mut opened = Vec::new();
     let mut last_progress = Instant::now();
     while Instant::now() < end && !stop.is_cancelled() {
@@ -238,6 +244,19 @@ async fn watch(
             for i in list {
                 let prev = seen.insert(i.id.clone(), i.state);
                 if prev == Some(i.state) {
+                    // An incident already open that this scenario's findings joined.
+                    if scenario.is_some()
+                        && i.state == IncidentState::Open
+                        && i.updated_ms >= slot_start_ms
+                        && !opened.iter().any(|o: &Incident| o.id == i.id)
+                    {
+                        say(format!(
+                            "   [incident updated] {} | layer: {} | new evidence",
+                            i.title,
+                            i.layer.as_str()
+                        ));
+                        opened.push(i);
+                    }
                     continue;
                 }
                 let verb = match (prev, i.state) {
