@@ -305,13 +305,7 @@ async fn get_incident(
     State(svc): State<IncidentService>,
     Path(id): Path<String>,
 ) -> Result<Response, IncidentError> {
-    let incident = svc
-        .store()
-        .get_incident(&id)
-        .await?
-        .ok_or_else(|| IncidentError::NotFound(id.clone()))?;
-    let timeline = svc.store().timeline(&id).await?;
-    let notes = svc.store().notes(&id).await?;
+    let (incident, timeline, notes) = svc.incident_detail(&id).await?;
     Ok(
         axum::Json(json!({ "incident": incident, "timeline": timeline, "notes": notes }))
             .into_response(),

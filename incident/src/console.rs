@@ -126,13 +126,7 @@ async fn detail(
     State(svc): State<IncidentService>,
     Path(id): Path<String>,
 ) -> Result<Response, IncidentError> {
-    let i = svc
-        .store()
-        .get_incident(&id)
-        .await?
-        .ok_or_else(|| IncidentError::NotFound(id.clone()))?;
-    let timeline = svc.store().timeline(&id).await?;
-    let notes = svc.store().notes(&id).await?;
+    let (i, timeline, notes) = svc.incident_detail(&id).await?;
     let mut b = format!(
         "<p><a href=\"/console\">&larr; all incidents</a></p><h1>{}</h1><p><span class=\"{sev}\">{sev}</span> · <span class=\"state\" id=\"state\">{}</span> · opened {}{}</p>{}",
         esc(&i.title),

@@ -15,7 +15,7 @@ use crate::config::{ConfigError, IncidentConfig};
 use crate::correlate::{Change, ChangeKind};
 use crate::engine::{Engine, Notification};
 use crate::metrics::Metrics;
-use crate::model::{Incident, IncidentState, Note, Silence};
+use crate::model::{Incident, IncidentState, Note, Silence, TimelineEntry};
 use crate::notify::Notifier;
 use crate::rules::{Rules, RulesError};
 use crate::store::outbox::OutboxEntry;
@@ -132,6 +132,21 @@ impl IncidentService {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// One incident with its timeline and notes (the API's and the console's detail view).
+    pub async fn incident_detail(
+        &self,
+        id: &str,
+    ) -> Result<(Incident, Vec<TimelineEntry>, Vec<Note>), IncidentError> {
+        let store = &self.inner.store;
+        let incident = store
+            .get_incident(id)
+            .await?
+            .ok_or_else(|| IncidentError::NotFound(id.to_owned()))?;
+        let timeline = store.timeline(id).await?;
+        let notes = store.notes(id).await?;
+        Ok((incident, timeline, notes))
     }
 
     pub fn config(&self) -> &IncidentConfig {
