@@ -69,6 +69,18 @@ pub struct CacheConfig {
     pub url: Option<String>,
     /// The cache rules file (hot-reloaded).
     pub rules: PathBuf,
+    /// Every Redis operation gives up after this many ms (the statement then bypasses the cache).
+    pub redis_timeout_ms: u64,
+    /// Key prefix in Redis (replicas sharing a cache must use the same).
+    pub prefix: String,
+    /// In-process (L1) budget in MiB.
+    pub l1_mb: u64,
+    /// Results larger than this many bytes are stored lz4-compressed.
+    pub compress_above: usize,
+    /// No result larger than this many bytes is cached, whatever a rule says.
+    pub max_entry_bytes: usize,
+    /// Follow writes made outside Vigil (LISTEN; needs `vigil cache install`).
+    pub listen: bool,
 }
 
 impl Default for CacheConfig {
@@ -77,6 +89,12 @@ impl Default for CacheConfig {
             backend: CacheBackend::Memory,
             url: None,
             rules: PathBuf::from("rules/cache.yaml"),
+            redis_timeout_ms: 5,
+            prefix: "vigil:cache:".into(),
+            l1_mb: 64,
+            compress_above: 16 << 10,
+            max_entry_bytes: 8 << 20,
+            listen: true,
         }
     }
 }
@@ -96,9 +114,12 @@ impl CacheConfig {
             file: path.clone(),
             message: format!("cannot read: {e}"),
         })?;
-        serde_saphyr::from_str::<serde_json::Value>(&text).map_err(|e| ConfigError::Rules {
-            file: path,
-            message: format!("invalid YAML: {e}"),
+        vigil_proxy::cache::Rules::parse(&text, &path).map_err(|e| ConfigError::Rules {
+            file: path.clone(),
+            message: match e {
+                vigil_proxy::cache::RulesError::Invalid { message, .. } => message,
+                other => other.to_string(),
+            },
         })?;
         Ok(())
     }

@@ -103,6 +103,17 @@ impl Session {
                 }
             }
             Pending::Query { hook } => {
+                if let Some(h) = hook.as_mut()
+                    && let Some(f) = h.fill.as_mut()
+                    && m.tag != b'Z'
+                {
+                    f.push(&m);
+                    if m.tag == b'C'
+                        && let Some(f) = h.fill.take()
+                    {
+                        f.finish();
+                    }
+                }
                 match m.tag {
                     b'C' | b'I' => {
                         self.inner.metrics.statements.inc();
@@ -134,6 +145,7 @@ impl Session {
                         if m.tag == b'C' {
                             self.copy_in = false;
                             self.after_command(&m);
+                            self.cache_complete();
                         }
                     }
                     b'G' => self.copy_in = true,
@@ -181,6 +193,16 @@ impl Session {
                 self.forward(&m);
             }
             Pending::Execute { hook } => {
+                if let Some(h) = hook.as_mut()
+                    && let Some(f) = h.fill.as_mut()
+                {
+                    f.push(&m);
+                    if m.tag == b'C'
+                        && let Some(f) = h.fill.take()
+                    {
+                        f.finish();
+                    }
+                }
                 match m.tag {
                     b'C' | b'I' | b's' => {
                         if m.tag != b's' {
@@ -207,6 +229,7 @@ impl Session {
                         if m.tag == b'C' {
                             self.copy_in = false;
                             self.after_command(&m);
+                            self.cache_complete();
                         }
                     }
                     b'G' => {
@@ -259,6 +282,7 @@ impl Session {
     fn set_status(&mut self, m: &RawMessage) {
         if let Ok(s) = simple::decode_ready_for_query(m.body()) {
             self.tx_status = s;
+            self.cache_ready(s);
         }
     }
 

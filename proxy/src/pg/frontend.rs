@@ -10,6 +10,7 @@ use super::prepared::StatementDef;
 use super::protocol::extended::{self, Bind, Execute, Parse, Target};
 use super::protocol::{RawMessage, simple, status};
 use super::session::{ExecHook, Pending, Session, SimpleHook};
+use crate::cache::flow::Outcome;
 
 impl Session {
     /// Handle every complete message buffered from the client. `Ok(false)`: client said goodbye;
@@ -70,6 +71,7 @@ impl Session {
                     self.sout.extend_from_slice(&m.frame);
                     self.pending.push_back(Pending::Sync);
                     self.unsynced = false;
+                    self.cache_sync();
                 }
                 Ok(())
             }
@@ -80,6 +82,7 @@ impl Session {
                 Ok(())
             }
             b'F' => {
+                self.cache_function_call();
                 if self.attach(false).await {
                     self.sout.extend_from_slice(&m.frame);
                     self.pending.push_back(Pending::FunctionCall);
@@ -146,13 +149,21 @@ impl Session {
                 _ => {}
             }
         }
+        let fill = match self.cache_query(&sql).await {
+            Outcome::Hit(b) => {
+                self.push_synth(b);
+                return Ok(());
+            }
+            Outcome::Fill(f) => Some(f),
+            Outcome::Pass => None,
+        };
         if !self.attach(false).await {
             return Ok(());
         }
         if let Some(reason) = pinning::session_state(&sql) {
             self.pin(reason);
         }
-        let hook = self.inner.hook.as_ref().map(|_| {
+        let hook = (self.inner.hook.is_some() || fill.is_some()).then(|| {
             Box::new(SimpleHook {
                 statements: pinning::split_statements(&sql)
                     .into_iter()
@@ -160,6 +171,7 @@ impl Session {
                     .collect(),
                 next: 0,
                 last: Instant::now(),
+                fill,
             })
         });
         self.sout.extend_from_slice(&m.frame);
@@ -169,6 +181,7 @@ impl Session {
 
     async fn on_parse(&mut self, m: RawMessage) -> Result<(), String> {
         let parse = Parse::decode(m.body()).map_err(|e| e.to_string())?;
+        self.cache_parse(&parse);
         if let Some(h) = &self.inner.hook {
             h.on_parse(&ParseEvent {
                 database: &self.database,
@@ -267,6 +280,7 @@ impl Session {
         }
         self.unsynced = true;
         let bind = Bind::decode(m.body()).map_err(|e| e.to_string())?;
+        self.cache_bind(&bind);
         if self.inner.hook.is_some() {
             let sql = if bind.statement.is_empty() {
                 self.unnamed_sql.clone()
@@ -319,16 +333,42 @@ impl Session {
             return Ok(());
         }
         self.unsynced = true;
+        let fill = if self.inner.cache.is_some() {
+            let e = Execute::decode(m.body()).map_err(|e| e.to_string())?;
+            match self.cache_execute(e.portal, e.max_rows).await {
+                Outcome::Hit(b) => {
+                    self.push_synth(b);
+                    return Ok(());
+                }
+                Outcome::Fill(f) => Some(f),
+                Outcome::Pass => None,
+            }
+        } else {
+            None
+        };
         let hook = if self.inner.hook.is_some() {
             let e = Execute::decode(m.body()).map_err(|e| e.to_string())?;
             self.portals.get(e.portal).map(|sql| {
                 Box::new(ExecHook {
                     sql: sql.clone(),
                     started: Instant::now(),
+                    fill: None,
                 })
             })
         } else {
             None
+        };
+        let hook = match (hook, fill) {
+            (Some(mut h), fill) => {
+                h.fill = fill;
+                Some(h)
+            }
+            (None, Some(fill)) => Some(Box::new(ExecHook {
+                sql: "".into(),
+                started: Instant::now(),
+                fill: Some(fill),
+            })),
+            (None, None) => None,
         };
         self.sout.extend_from_slice(&m.frame);
         self.pending.push_back(Pending::Execute { hook });

@@ -44,7 +44,19 @@ async fn fail<S: ClientIo + ?Sized>(inner: &Inner, io: &mut S, code: &str, msg: 
 }
 
 /// Serve one accepted TCP connection to the end.
+///
+/// The handshake (TLS, startup, authentication) runs in its own boxed future, freed once the
+/// client is in: an idle session's task holds only the session loop's state.
 pub(crate) async fn serve(inner: Arc<Inner>, tcp: TcpStream) {
+    let mut session = None;
+    Box::pin(handshake(inner, tcp, &mut session)).await;
+    if let Some(s) = session {
+        let _ = s.run().await;
+    }
+}
+
+/// Startup and login; on success the session is left in `ready`.
+async fn handshake(inner: Arc<Inner>, tcp: TcpStream, ready: &mut Option<Session>) {
     let _ = tcp.set_nodelay(true);
     let mut tcp = tcp;
     let mut dec = Decoder::new(inner.config().max_message_size);
@@ -108,7 +120,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, tcp: TcpStream) {
                                 };
                                 match StartupPacket::decode(pkt.body()) {
                                     Ok(StartupPacket::Startup { minor, params, .. }) => {
-                                        login(inner, tls, true, dec, minor, params).await;
+                                        login(inner, tls, true, dec, minor, params, ready).await;
                                     }
                                     _ => {
                                         fail(&inner, &mut *tls, "08P01", "invalid startup packet")
@@ -138,7 +150,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, tcp: TcpStream) {
             }
             Ok(StartupPacket::Startup { minor, params, .. }) => {
                 let io: Box<dyn ClientIo> = Box::new(tcp);
-                login(inner, io, false, dec, minor, params).await;
+                login(inner, io, false, dec, minor, params, ready).await;
                 return;
             }
         }
@@ -152,6 +164,7 @@ async fn login(
     mut dec: Decoder,
     minor: u16,
     params: Vec<(String, String)>,
+    ready: &mut Option<Session>,
 ) {
     let cfg = inner.config();
     let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
@@ -338,8 +351,9 @@ async fn login(
         closing: false,
         cancel_pid: pid,
         failed_names: Default::default(),
+        cache: None,
     };
-    let _ = session.run().await;
+    *ready = Some(session);
 }
 
 /// Look a user up with `auth_query`, connected as the database url's user.

@@ -25,7 +25,7 @@ pub mod pinning;
 pub mod pool;
 pub mod prepared;
 pub mod protocol;
-mod session;
+pub(crate) mod session;
 mod tls;
 pub mod upstream;
 
@@ -66,6 +66,7 @@ pub(crate) struct Inner {
     pools: Mutex<HashMap<(String, String), Arc<Pool>>>,
     pub(crate) metrics: Metrics,
     pub(crate) hook: Option<Arc<dyn StatementHook>>,
+    pub(crate) cache: Option<Arc<crate::cache::Cache>>,
     cancels: Mutex<HashMap<i32, CancelEntry>>,
     pub(crate) clients: AtomicUsize,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -195,6 +196,16 @@ impl PgProxy {
         registry: &mut Registry,
         hook: Option<Arc<dyn StatementHook>>,
     ) -> Result<Arc<PgProxy>, PgError> {
+        Self::with_cache(config, registry, hook, None)
+    }
+
+    /// [`PgProxy::new`] with the hot-read cache (see [`crate::cache`]).
+    pub fn with_cache(
+        config: PgConfig,
+        registry: &mut Registry,
+        hook: Option<Arc<dyn StatementHook>>,
+        cache: Option<Arc<crate::cache::Cache>>,
+    ) -> Result<Arc<PgProxy>, PgError> {
         config.validate()?;
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let metrics = Metrics::new(registry);
@@ -205,6 +216,7 @@ impl PgProxy {
                 pools: Mutex::new(HashMap::new()),
                 metrics,
                 hook,
+                cache,
                 cancels: Mutex::new(HashMap::new()),
                 clients: AtomicUsize::new(0),
                 shutdown,
@@ -218,6 +230,14 @@ impl PgProxy {
     /// Accepting connections.
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// How this proxy reaches the upstream of `(database, user)`, once a client has logged in
+    /// (plan capture opens its own short-lived connection with it).
+    pub fn connect_params(&self, database: &str, user: &str) -> Option<upstream::ConnectParams> {
+        lock(&self.inner.pools)
+            .get(&(database.to_owned(), user.to_owned()))
+            .map(|p| p.settings().connect)
     }
 
     /// The active configuration.

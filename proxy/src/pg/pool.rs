@@ -206,22 +206,29 @@ impl Pool {
                 return Err(AcquireError::Timeout(timeout));
             }
         };
-        let settings = self.settings();
+        // Only the timings are needed to reuse an idle server (no settings clone per checkout).
+        let (lifetime, idle_timeout, check_idle) = {
+            let s = lock(&self.settings);
+            (s.lifetime, s.idle_timeout, s.check_idle)
+        };
         loop {
             let next = lock(&self.idle).pop_back();
             let Some(mut conn) = next else { break };
-            if conn.created.elapsed() >= settings.lifetime
-                || conn.last_used.elapsed() >= settings.idle_timeout
+            let now = Instant::now();
+            let idle_for = now.saturating_duration_since(conn.last_used);
+            if now.saturating_duration_since(conn.created) >= lifetime
+                || idle_for >= idle_timeout
                 || closed_while_idle(&conn)
             {
                 continue;
             }
-            if conn.last_used.elapsed() >= settings.check_idle && !conn.check().await {
+            if idle_for >= check_idle && !Box::pin(conn.check()).await {
                 continue;
             }
             return Ok((self.wrap(conn, permit), wait));
         }
-        let conn = self.connect(&settings).await?;
+        let settings = self.settings();
+        let conn = Box::pin(self.connect(&settings)).await?;
         Ok((self.wrap(conn, permit), wait))
     }
 

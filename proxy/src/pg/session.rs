@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::ClientIo;
@@ -72,12 +72,15 @@ pub(crate) enum Pending {
 pub(crate) struct ExecHook {
     pub sql: Arc<str>,
     pub started: Instant,
+    /// The cache capturing this response (see `crate::cache::flow`).
+    pub fill: Option<Box<crate::cache::flow::Fill>>,
 }
 
 pub(crate) struct SimpleHook {
     pub statements: Vec<String>,
     pub next: usize,
     pub last: Instant,
+    pub fill: Option<Box<crate::cache::flow::Fill>>,
 }
 
 /// Where the cancel for this client goes while it holds a server.
@@ -85,7 +88,7 @@ pub(crate) struct SimpleHook {
 pub(crate) struct CancelTarget {
     pub addr: std::net::SocketAddr,
     pub pid: i32,
-    pub secret: Vec<u8>,
+    pub secret: Arc<[u8]>,
 }
 
 #[derive(Default)]
@@ -126,6 +129,8 @@ pub(crate) struct Session {
     pub cancel_pid: i32,
     /// Server-side names of statements whose Parse failed -> client names.
     pub failed_names: HashMap<Arc<str>, String>,
+    /// Hot-read cache state (created at first use when the proxy has a cache).
+    pub cache: Option<Box<crate::cache::flow::SessionCache>>,
 }
 
 async fn read_opt(s: Option<(&mut OwnedReadHalf, &mut BytesMut)>) -> std::io::Result<usize> {
@@ -149,6 +154,34 @@ fn read_space(b: &mut BytesMut) {
         *b = BytesMut::with_capacity(4096);
     } else if b.capacity() - b.len() < 2048 {
         b.reserve(8 * 1024);
+    }
+}
+
+/// Read from the client. With nothing buffered the read goes through a stack buffer and the
+/// bytes are copied into an exact-size heap buffer, so an idle client holds no read buffer.
+async fn client_read(
+    r: &mut ReadHalf<Box<dyn ClientIo>>,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    if !buf.is_empty() {
+        // The rest of a message: read in place.
+        return r.read_buf(buf).await;
+    }
+    std::future::poll_fn(|cx| {
+        let mut tmp = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+        let mut rb = tokio::io::ReadBuf::uninit(&mut tmp);
+        std::task::ready!(std::pin::Pin::new(&mut *r).poll_read(cx, &mut rb))?;
+        buf.extend_from_slice(rb.filled());
+        std::task::Poll::Ready(Ok(rb.filled().len()))
+    })
+    .await
+}
+
+/// Give an empty buffer's memory back: a client between transactions holds no read buffer and
+/// no large write buffers (small ones are kept: reallocating them per transaction costs more).
+fn release_empty(b: &mut BytesMut, keep: usize) {
+    if b.is_empty() && b.capacity() > keep {
+        *b = BytesMut::new();
     }
 }
 
@@ -181,6 +214,9 @@ impl Session {
     pub async fn run(mut self) -> End {
         let mut shutdown = self.inner.shutdown.subscribe();
         let end = loop {
+            if self.cache.is_some() {
+                self.cache_after_server().await;
+            }
             if self.server.is_some() && self.releasable() {
                 self.release().await;
             }
@@ -198,9 +234,18 @@ impl Session {
             }
             let read_client =
                 !self.closing && self.sout.len() < HIGH_WATER && self.cout.len() < HIGH_WATER;
-            let read_server = self.server.is_some() && self.cout.len() < HIGH_WATER;
+            let holding = self.cache_holding();
+            let read_server = self.server.is_some() && (self.cout.len() < HIGH_WATER || holding);
             let has_server = self.server.is_some();
-            read_space(&mut self.cin.buf);
+            if self.cin.buf.is_empty() {
+                release_empty(&mut self.cin.buf, 0);
+            } else {
+                read_space(&mut self.cin.buf);
+            }
+            if self.server.is_none() {
+                release_empty(&mut self.cout, 2048);
+                release_empty(&mut self.sout, 2048);
+            }
             if let Some(c) = self.server.as_mut().and_then(|s| s.conn.as_mut()) {
                 read_space(&mut c.dec.buf);
             }
@@ -215,10 +260,10 @@ impl Session {
                 tokio::select! {
                     biased;
                     _ = shutdown.changed(), if !*shutdown.borrow() => Event::Shutdown,
-                    ev = client_write(&mut self.cwr, &mut self.cout), if !self.cout.is_empty() || self.client_flush => ev,
+                    ev = client_write(&mut self.cwr, &mut self.cout), if (!self.cout.is_empty() || self.client_flush) && !holding => ev,
                     r = write_opt(srv_w, &mut self.sout), if has_server && !self.sout.is_empty() => Event::ServerWrote(r),
                     r = read_opt(srv_r), if read_server => Event::ServerRead(r),
-                    r = self.crd.read_buf(&mut self.cin.buf), if read_client => Event::ClientRead(r),
+                    r = client_read(&mut self.crd, &mut self.cin.buf), if read_client => Event::ClientRead(r),
                 }
             };
             match ev {
@@ -462,6 +507,7 @@ impl Session {
     /// Client gone (or session over): roll back and return the server, or close it.
     async fn cleanup(&mut self) {
         self.inner.unregister_client(self);
+        self.cache_cleanup();
         if let Some(mut srv) = self.server.take() {
             *self.shared.attached.lock().await = None;
             self.pool

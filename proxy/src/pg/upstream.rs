@@ -142,7 +142,7 @@ pub struct ServerConn {
     /// ParameterStatus values as last reported (plus values Vigil set).
     pub params: Vec<(String, String)>,
     pub backend_pid: i32,
-    pub backend_secret: Vec<u8>,
+    pub backend_secret: std::sync::Arc<[u8]>,
     pub created: Instant,
     pub last_used: Instant,
     /// Statements prepared on this connection by Vigil.
@@ -284,7 +284,7 @@ impl ServerConn {
             addr,
             params: params.clone(),
             backend_pid: key.0,
-            backend_secret: key.1,
+            backend_secret: key.1.into(),
             created: now,
             last_used: now,
             statements: ServerStatements::new(max_statements),

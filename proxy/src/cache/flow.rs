@@ -1,0 +1,551 @@
+//! The cache inside a pg session: what `frontend`/`backend`/`session` call.
+//!
+//! - Simple Query (one statement) and extended Execute (after Parse/Bind, named or unnamed):
+//!   [`Session::cache_query`] / [`Session::cache_execute`] answer a hit with the stored bytes
+//!   (through `Pending::Synth`, in order), or return a [`Fill`] that the backend feeds with the
+//!   server's response (`RowDescription`/`DataRow`/`CommandComplete`) and stores at its end.
+//! - Every statement's possible writes are added to the transaction's write set; when the
+//!   server reports the transaction over (ReadyForQuery `I`), the set is due and
+//!   [`Session::cache_after_server`] bumps the generations before the client's output is
+//!   written. From a write's CommandComplete until then the client output is held, so a client
+//!   never sees its write acknowledged before the bump.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::eligibility::{self, BypassReason, WriteEffect};
+use super::key::{self, Key, KeyInput};
+use super::meta::DbMeta;
+use super::rules::Decision;
+use super::store::Entry;
+use super::{Cache, lock};
+use crate::pg::protocol::extended::{Bind, Parse};
+use crate::pg::protocol::{RawMessage, simple};
+use crate::pg::session::{Pending, Session};
+
+struct Portal {
+    sql: Arc<str>,
+    types: Arc<[u32]>,
+    bind: Bytes,
+}
+
+/// Per-session cache state.
+pub(crate) struct SessionCache {
+    cache: Arc<Cache>,
+    meta: Arc<DbMeta>,
+    writes: BTreeSet<String>,
+    writes_global: bool,
+    due: Option<WriteEffect>,
+    hold: bool,
+    unnamed: Option<(Arc<str>, Arc<[u32]>)>,
+    named: HashMap<String, (Arc<str>, Arc<[u32]>)>,
+    portals: HashMap<String, Portal>,
+    execs_since_sync: u32,
+}
+
+/// Removes its single-flight slot when dropped (waiters then look again).
+struct FlightGuard {
+    cache: Arc<Cache>,
+    key: Key,
+    _tx: watch::Sender<()>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        lock(&self.cache.flights).remove(&self.key);
+    }
+}
+
+/// A response being captured for the cache.
+pub(crate) struct Fill {
+    cache: Arc<Cache>,
+    meta: Arc<DbMeta>,
+    fp: u64,
+    /// None: `auto` measurement only.
+    target: Option<(Key, Decision, Arc<[String]>)>,
+    buf: BytesMut,
+    limit: usize,
+    started: Instant,
+    poisoned: bool,
+    _flight: Option<FlightGuard>,
+}
+
+impl Fill {
+    /// Feed one server message of the statement's response (not ReadyForQuery).
+    pub fn push(&mut self, m: &RawMessage) {
+        if self.poisoned {
+            return;
+        }
+        match m.tag {
+            b'T' | b'D' | b'C' if self.target.is_some() => {
+                if self.buf.len() + m.frame.len() > self.limit {
+                    self.poisoned = true;
+                    self.buf = BytesMut::new();
+                    self.cache.stats.bypass(self.fp, BypassReason::TooLarge);
+                    return;
+                }
+                self.buf.extend_from_slice(&m.frame);
+            }
+            b'T' | b'D' | b'C' => {}
+            _ => {
+                self.poisoned = true;
+                self.buf = BytesMut::new();
+            }
+        }
+    }
+
+    /// The statement completed (its CommandComplete was pushed): store the result.
+    pub fn finish(self) {
+        if self.poisoned {
+            return;
+        }
+        let ns = self.started.elapsed().as_nanos() as u64;
+        let Some((key, d, tables)) = &self.target else {
+            self.meta.observe(self.fp, ns as f64 / 1e6);
+            return;
+        };
+        let raw = self.buf.len();
+        let (data, compressed) = if d.observe_only {
+            (Bytes::new(), false)
+        } else if raw > self.cache.settings.compress_above {
+            (
+                Bytes::from(lz4_flex::compress_prepend_size(&self.buf)),
+                true,
+            )
+        } else {
+            (Bytes::copy_from_slice(&self.buf), false)
+        };
+        let bytes = data.len();
+        self.cache.store.put(
+            *key,
+            Entry {
+                data,
+                compressed,
+                fill_ns: ns,
+                tables: tables.clone(),
+                ttl: d.ttl,
+                observe: d.observe_only,
+            },
+        );
+        self.cache.stats.filled(self.fp, bytes);
+    }
+}
+
+/// What the cache does with one statement.
+pub(crate) enum Outcome {
+    /// Answered: these bytes are the response.
+    Hit(Bytes),
+    /// Run upstream and capture.
+    Fill(Box<Fill>),
+    Pass,
+}
+
+impl Session {
+    fn cache_state(&mut self) -> Option<&mut SessionCache> {
+        if self.cache.is_none() {
+            let cache = self.inner.cache.clone()?;
+            let pool = self.pool.clone();
+            let meta = cache.db(&self.database, || pool.settings().connect);
+            self.cache = Some(Box::new(SessionCache {
+                cache,
+                meta,
+                writes: BTreeSet::new(),
+                writes_global: false,
+                due: None,
+                hold: false,
+                unnamed: None,
+                named: HashMap::new(),
+                portals: HashMap::new(),
+                execs_since_sync: 0,
+            }));
+        }
+        self.cache.as_deref_mut()
+    }
+
+    /// Add the possible writes of `sql` (one or more statements) to the transaction's set.
+    fn cache_track_writes(&mut self, sql: &str) {
+        let Some(sc) = self.cache_state() else { return };
+        let analyses = sc.meta.analyses();
+        let cat = sc.meta.catalog();
+        for stmt in vigil_analyzer::split_statements(sql) {
+            let a = analyses.get_or_analyze(vigil_analyzer::fingerprint_id(stmt), stmt);
+            let e = eligibility::write_effect(&a, &cat);
+            sc.writes_global |= e.global;
+            for t in e.tables {
+                for b in cat.expand_view(&t) {
+                    sc.writes.insert(b);
+                }
+                sc.writes.insert(t);
+            }
+        }
+    }
+
+    /// Decide for one statement; look it up; on a miss return the fill to run.
+    async fn cache_decide(
+        &mut self,
+        sql: &str,
+        extended: bool,
+        param_types: &[u32],
+        bind: &[u8],
+    ) -> Outcome {
+        let idle = self.tx_status == b'I';
+        let pinned = self.pinned.is_some();
+        let wanted = self.wanted.clone();
+        let database = self.database.clone();
+        let user = self.user.clone();
+        let Some(sc) = self.cache_state() else {
+            return Outcome::Pass;
+        };
+        let cache = sc.cache.clone();
+        let meta = sc.meta.clone();
+        let fp = vigil_analyzer::fingerprint_id(sql);
+        let a = meta.analyses().get_or_analyze(fp, sql);
+        let cat = meta.catalog();
+        let rules = cache.rules();
+        let tables = match eligibility::check(&a, &cat) {
+            Ok(t) => t,
+            Err(r) => {
+                if rules.auto.enabled || !rules.rules.is_empty() {
+                    cache.stats.bypass(fp, r);
+                }
+                return Outcome::Pass;
+            }
+        };
+        let decision = rules.matching(
+            fp,
+            &mut || vigil_analyzer::fingerprint(sql).normalized,
+            &tables,
+        );
+        let decision = match decision {
+            Some(d) => d,
+            None if rules.auto.enabled => {
+                if meta.observed(fp) < rules.auto.min_db_time_ms {
+                    cache.stats.bypass(fp, BypassReason::NoRule);
+                    if !idle || pinned {
+                        return Outcome::Pass;
+                    }
+                    return Outcome::Fill(Box::new(Fill {
+                        cache: cache.clone(),
+                        meta,
+                        fp,
+                        target: None,
+                        buf: BytesMut::new(),
+                        limit: 0,
+                        started: Instant::now(),
+                        poisoned: false,
+                        _flight: None,
+                    }));
+                }
+                rules.auto_decision()
+            }
+            None => {
+                cache.stats.bypass(fp, BypassReason::NoRule);
+                return Outcome::Pass;
+            }
+        };
+        if pinned {
+            cache.stats.bypass(fp, BypassReason::PinnedSession);
+            return Outcome::Pass;
+        }
+        if !idle {
+            cache.stats.bypass(fp, BypassReason::InTransaction);
+            return Outcome::Pass;
+        }
+        if !cat.loaded() {
+            cache.stats.bypass(fp, BypassReason::CatalogLoading);
+            return Outcome::Pass;
+        }
+        let tables: Arc<[String]> = tables.into();
+        let input = KeyInput {
+            extended,
+            database: &database,
+            role: &user,
+            settings: &wanted,
+            sql,
+            param_types,
+            bind,
+        };
+        for _ in 0..3 {
+            let gens = match cache.store.gens(&database, &tables).await {
+                Ok(g) => g,
+                Err(_) => {
+                    cache.stats.bypass(fp, BypassReason::StoreUnavailable);
+                    return Outcome::Pass;
+                }
+            };
+            let k = key::key(&input, &gens);
+            match cache.store.get(&k, &tables).await {
+                Ok(Some(_)) if decision.observe_only => {
+                    cache.stats.observe(fp, &decision.rule, true);
+                    return Outcome::Pass;
+                }
+                Ok(Some(e)) if !e.observe => {
+                    if let Some(b) = e.bytes() {
+                        cache.stats.hit(fp, &decision.rule, e.fill_ns);
+                        return Outcome::Hit(b);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    cache.stats.bypass(fp, BypassReason::StoreUnavailable);
+                    return Outcome::Pass;
+                }
+            }
+            // Miss: become the one fill for this key, or wait for the one in flight.
+            let waiting = {
+                let mut f = lock(&cache.flights);
+                match f.get(&k) {
+                    Some(rx) => Some(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(());
+                        f.insert(k, rx);
+                        drop(f);
+                        if decision.observe_only {
+                            cache.stats.observe(fp, &decision.rule, false);
+                        } else {
+                            cache.stats.miss(fp, &decision.rule);
+                        }
+                        let limit = decision.max_bytes.min(cache.settings.max_entry_bytes);
+                        return Outcome::Fill(Box::new(Fill {
+                            cache: cache.clone(),
+                            meta,
+                            fp,
+                            target: Some((k, decision, tables)),
+                            buf: BytesMut::new(),
+                            limit,
+                            started: Instant::now(),
+                            poisoned: false,
+                            _flight: Some(FlightGuard {
+                                cache: cache.clone(),
+                                key: k,
+                                _tx: tx,
+                            }),
+                        }));
+                    }
+                }
+            };
+            if let Some(mut rx) = waiting {
+                let _ = tokio::time::timeout(cache.settings.flight_wait, rx.changed()).await;
+            }
+        }
+        cache.stats.miss(fp, &decision.rule);
+        Outcome::Pass
+    }
+
+    /// A simple Query: track its writes; for one eligible statement, look it up.
+    pub(crate) async fn cache_query(&mut self, sql: &str) -> Outcome {
+        if self.inner.cache.is_none() {
+            return Outcome::Pass;
+        }
+        self.cache_track_writes(sql);
+        let stmts = vigil_analyzer::split_statements(sql);
+        if stmts.len() != 1 {
+            return Outcome::Pass;
+        }
+        if !self.pending.is_empty() {
+            return Outcome::Pass;
+        }
+        let Some(sc) = self.cache.as_ref() else {
+            return Outcome::Pass;
+        };
+        if sc.writes_global || !sc.writes.is_empty() {
+            return Outcome::Pass;
+        }
+        let stmt = stmts[0].to_owned();
+        match self.cache_decide(&stmt, false, &[], &[]).await {
+            Outcome::Hit(b) => {
+                let mut out = BytesMut::with_capacity(b.len() + 6);
+                out.extend_from_slice(&b);
+                out.extend_from_slice(&simple::ready_for_query(b'I'));
+                Outcome::Hit(out.freeze())
+            }
+            o => o,
+        }
+    }
+
+    /// Remember a Parse's statement text and parameter types.
+    pub(crate) fn cache_parse(&mut self, p: &Parse) {
+        if self.inner.cache.is_none() {
+            return;
+        }
+        let Some(sc) = self.cache_state() else { return };
+        let v = (
+            Arc::<str>::from(p.query.as_str()),
+            Arc::<[u32]>::from(&p.param_types[..]),
+        );
+        if p.name.is_empty() {
+            sc.unnamed = Some(v);
+        } else {
+            if sc.named.len() > 1000 {
+                sc.named.clear();
+            }
+            sc.named.insert(p.name.clone(), v);
+        }
+    }
+
+    /// Remember what a portal runs.
+    pub(crate) fn cache_bind(&mut self, b: &Bind<'_>) {
+        if self.inner.cache.is_none() {
+            return;
+        }
+        let Some(sc) = self.cache_state() else { return };
+        let st = if b.statement.is_empty() {
+            sc.unnamed.clone()
+        } else {
+            sc.named.get(b.statement).cloned()
+        };
+        match st {
+            Some((sql, types)) => {
+                if sc.portals.len() > 100 {
+                    sc.portals.clear();
+                }
+                sc.portals.insert(
+                    b.portal.to_owned(),
+                    Portal {
+                        sql,
+                        types,
+                        bind: Bytes::copy_from_slice(b.rest),
+                    },
+                );
+            }
+            None => {
+                sc.portals.remove(b.portal);
+            }
+        }
+    }
+
+    /// An Execute: track its writes; look up the first Execute of a pipeline when idle.
+    pub(crate) async fn cache_execute(&mut self, portal: &str, max_rows: i32) -> Outcome {
+        if self.inner.cache.is_none() {
+            return Outcome::Pass;
+        }
+        let Some(sc) = self.cache_state() else {
+            return Outcome::Pass;
+        };
+        sc.execs_since_sync += 1;
+        let first = sc.execs_since_sync == 1;
+        let Some(p) = sc.portals.get(portal) else {
+            // Unknown statement: it may write anything.
+            sc.writes_global = true;
+            return Outcome::Pass;
+        };
+        let (sql, types, bind) = (p.sql.clone(), p.types.clone(), p.bind.clone());
+        self.cache_track_writes(&sql);
+        let clean = self
+            .cache
+            .as_ref()
+            .is_some_and(|sc| !sc.writes_global && sc.writes.is_empty());
+        let in_flight = self.pending.iter().any(|p| {
+            matches!(
+                p,
+                Pending::Sync | Pending::Query { .. } | Pending::FunctionCall
+            )
+        });
+        if !first || !clean || in_flight || max_rows != 0 {
+            return Outcome::Pass;
+        }
+        self.cache_decide(&sql, true, &types, &bind).await
+    }
+
+    /// A fast-path FunctionCall: it may write anything.
+    pub(crate) fn cache_function_call(&mut self) {
+        if self.inner.cache.is_some()
+            && let Some(sc) = self.cache_state()
+        {
+            sc.writes_global = true;
+        }
+    }
+
+    /// A Sync went to the server.
+    pub(crate) fn cache_sync(&mut self) {
+        if let Some(sc) = self.cache.as_deref_mut() {
+            sc.execs_since_sync = 0;
+        }
+    }
+
+    /// A statement's CommandComplete arrived: hold the client output until the transaction's
+    /// ReadyForQuery (and the bump) when it wrote and a ReadyForQuery is sure to follow.
+    pub(crate) fn cache_complete(&mut self) {
+        let z_follows = matches!(self.pending.front(), Some(Pending::Query { .. }))
+            || self.pending.iter().any(|p| matches!(p, Pending::Sync));
+        if let Some(sc) = self.cache.as_deref_mut()
+            && (sc.writes_global || !sc.writes.is_empty())
+            && z_follows
+        {
+            sc.hold = true;
+        }
+    }
+
+    /// ReadyForQuery arrived with transaction status `status`.
+    pub(crate) fn cache_ready(&mut self, status: u8) {
+        let Some(sc) = self.cache.as_deref_mut() else {
+            return;
+        };
+        if status == b'I' {
+            if sc.writes_global || !sc.writes.is_empty() {
+                let e = WriteEffect {
+                    tables: std::mem::take(&mut sc.writes).into_iter().collect(),
+                    global: std::mem::take(&mut sc.writes_global),
+                };
+                let due = sc.due.get_or_insert_with(WriteEffect::default);
+                due.global |= e.global;
+                due.tables.extend(e.tables);
+            }
+            sc.portals.clear();
+        }
+        if sc.due.is_none() {
+            sc.hold = false;
+        }
+    }
+
+    /// Is the client output held (a write's acknowledgement waits for its bump)?
+    pub(crate) fn cache_holding(&self) -> bool {
+        self.cache.as_ref().is_some_and(|sc| sc.hold)
+    }
+
+    /// Bump what is due (before the client sees the commit); release a held output.
+    pub(crate) async fn cache_after_server(&mut self) {
+        let server_gone = self.server.is_none();
+        let Some(sc) = self.cache.as_deref_mut() else {
+            return;
+        };
+        if server_gone && sc.hold {
+            // The transaction may or may not have committed: invalidate what it touched.
+            let due = sc.due.get_or_insert_with(WriteEffect::default);
+            due.global |= std::mem::take(&mut sc.writes_global);
+            due.tables.extend(std::mem::take(&mut sc.writes));
+        }
+        if let Some(due) = sc.due.take() {
+            sc.cache.stats.invalidation();
+            // A failed bump is kept by the store and retried; the client is not failed for it.
+            let _ = sc
+                .cache
+                .store
+                .bump(&sc.meta.name, &due.tables, due.global)
+                .await;
+            sc.hold = false;
+        } else if server_gone {
+            sc.hold = false;
+        }
+    }
+
+    /// The session ends: invalidate whatever an unfinished write may have committed.
+    pub(crate) fn cache_cleanup(&mut self) {
+        let Some(sc) = self.cache.take() else { return };
+        let mut due = sc.due.unwrap_or_default();
+        due.global |= sc.writes_global;
+        due.tables.extend(sc.writes);
+        if due.is_empty() {
+            return;
+        }
+        let cache = sc.cache.clone();
+        let db = sc.meta.name.clone();
+        tokio::spawn(async move {
+            let _ = cache.store.bump(&db, &due.tables, due.global).await;
+        });
+    }
+}
