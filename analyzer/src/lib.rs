@@ -9,6 +9,7 @@
 //!   session effects (for connection pinning); unparsable statements flagged and classified
 //!   conservatively.
 //! - [`cache`]: [`AnalysisCache`], bounded and thread-safe, so analysis runs once per fingerprint.
+//! - [`report`]: heavy-query reports (model, HTML/Markdown/JSON renderers) and plan advice.
 //!
 //! Typical hot-path use in the proxy:
 //! ```
@@ -24,6 +25,7 @@
 pub mod analysis;
 pub mod cache;
 pub mod fingerprint;
+pub mod report;
 pub mod sqlcommenter;
 
 pub use analysis::{

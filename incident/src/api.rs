@@ -62,6 +62,7 @@ impl IncidentService {
             .route("/api/incidents/{id}/notes", post(note))
             .route("/api/silences", post(silence).get(list_silences))
             .merge(crate::console::routes())
+            .merge(crate::reports::routes())
             .layer(DefaultBodyLimit::max(self.config().max_body_bytes))
             .with_state(self.clone())
     }

@@ -16,6 +16,7 @@
 //! - [`config`]: [`IncidentConfig`], the `[incident]` TOML section.
 //! - [`service`]: [`IncidentService`] (ingest, tick, manual actions, hot reload, retention).
 //! - [`api`] and [`console`]: the HTTP API and the server-rendered console.
+//! - [`reports`]: heavy-query reports from the stored buckets, `GET /reports/latest`.
 //! - [`notify`]: outbox delivery to Slack, PagerDuty Events v2 and signed webhooks.
 //! - [`metrics`]: `vigil_incident_*` metrics.
 
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod replay;
+pub mod reports;
 pub mod rules;
 pub mod service;
 pub mod store;

@@ -51,6 +51,7 @@ fn stats(fp: &str, calls: u64, total: f64, p95: f64) -> QueryStats {
         tags: BTreeMap::from([("route".to_string(), "/contacts/search".to_string())]),
         kind: Some("read".into()),
         tables: vec!["contacts".into()],
+        plan: None,
     }
 }
 

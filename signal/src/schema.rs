@@ -153,6 +153,10 @@ pub struct QueryStats {
     /// Tables the statement reads and writes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// A captured `EXPLAIN (FORMAT JSON)` plan with every literal replaced by `?` (heaviest read
+    /// statements only, see the proxy's `stats::plans`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// One signal record. Build it with [`Signal::new`] and the `with_*` setters.

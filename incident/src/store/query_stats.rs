@@ -41,6 +41,9 @@ struct Extra {
     kind: Option<String>,
     #[serde(default)]
     tables: Vec<String>,
+    /// The latest captured plan (literals already stripped by the proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan: Option<String>,
 }
 
 /// One stored bucket.
@@ -94,6 +97,9 @@ fn merge(a: &mut QueryStats, b: &QueryStats) {
     }
     if a.query.is_empty() {
         a.query.clone_from(&b.query);
+    }
+    if b.plan.is_some() {
+        a.plan.clone_from(&b.plan);
     }
 }
 
@@ -179,6 +185,7 @@ fn decode(r: &sqlx::any::AnyRow) -> Result<QueryStatsRow, StoreError> {
             tags: extra.tags,
             kind: extra.kind,
             tables: extra.tables,
+            plan: extra.plan,
         },
     })
 }
@@ -194,6 +201,7 @@ async fn upsert(
         tags: q.tags.clone(),
         kind: q.kind.clone(),
         tables: q.tables.clone(),
+        plan: q.plan.clone(),
     })?;
     sqlx::query(
         "INSERT INTO query_stats (fingerprint, database_name, role_name, resolution, bucket_ms, query, calls, \
