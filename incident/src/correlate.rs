@@ -106,6 +106,15 @@ fn base_key(f: &Finding) -> String {
     }
 }
 
+/// Failure classes a provider shows synchronously to the caller (the CRM's request fails with it).
+const SYNC_CLASSES: [&str; 5] = [
+    "provider_5xx",
+    "timeout",
+    "connection_failure",
+    "rate_limited",
+    "api_error",
+];
+
 fn shares(a: &[String], b: &BTreeSet<String>) -> bool {
     a.iter().any(|x| b.contains(x))
 }
@@ -246,25 +255,80 @@ impl Correlator {
                 m.extend(a.finding.fingerprints.iter().cloned());
             }
         }
-        // Pass 2: application symptoms (HTTP 5xx, automation failures) on the routes, tables or
-        // statements of a database or provider finding share its cause; the database first.
+        // First tick each finding was seen active (continuously).
+        self.first_active
+            .retain(|k, _| active.iter().any(|a| &a.finding.key == k));
+        for a in active {
+            self.first_active
+                .entry(a.finding.key.clone())
+                .or_insert(now_ms);
+        }
+        let wait = i64::try_from(self.cfg.app_group_wait_secs).unwrap_or(0) * 1000;
+        // Causes that fail the CRM's own requests synchronously (the database; a provider whose
+        // API errors, times out or refuses at the gateway), with when they started.
+        let mut sync_causes: BTreeMap<String, i64> = BTreeMap::new();
+        for (k, a) in &keyed {
+            let sync_class = a
+                .finding
+                .class
+                .as_deref()
+                .is_some_and(|c| SYNC_CLASSES.contains(&c));
+            let sync = a.severity > Severity::Info
+                && (k == "db" || (k.starts_with("provider:") && sync_class));
+            if sync {
+                let t = self
+                    .first_active
+                    .get(&a.finding.key)
+                    .copied()
+                    .unwrap_or(now_ms);
+                let e = sync_causes.entry(k.clone()).or_insert(t);
+                *e = (*e).min(t);
+            }
+        }
+        // Pass 2: application symptoms (HTTP 5xx, automation failures) join a cause: one on
+        // whose routes, tables or statements they fail, or a synchronous cause that started
+        // together with them (the CRM's 502s while Stripe answers 5xx share no route with the
+        // gateway's calls, only the timing). Timing beats a long-standing shared mark.
         for (k, a) in &mut keyed {
             if let Some(sticky) = self.assigned.get(&a.finding.key) {
                 // A finding stays with the incident it joined while it is active.
                 k.clone_from(sticky);
             } else if k == "app" {
                 let f = &a.finding;
-                let joined = ["db"]
+                let started = self.first_active.get(&f.key).copied().unwrap_or(now_ms);
+                let near = |t: i64| (started - t).abs() <= wait.max(60_000);
+                // Candidates: causes sharing a route, table or statement with the symptom, and
+                // synchronous causes that did not start after it plus the group wait.
+                let mut candidates: BTreeMap<String, (bool, Option<i64>)> = BTreeMap::new();
+                for (m, set) in &marks {
+                    if shares(&f.routes, set)
+                        || shares(&f.tables, set)
+                        || shares(&f.fingerprints, set)
+                    {
+                        candidates.entry(m.clone()).or_default().0 = true;
+                    }
+                }
+                for (c, t) in &sync_causes {
+                    if started >= *t - wait {
+                        candidates.entry(c.clone()).or_default().1 = Some(*t);
+                    }
+                }
+                // Best first: a shared mark on a cause that started with the symptom, then a
+                // synchronous cause that started with it, then any shared mark; the database
+                // before providers, then the closest start.
+                let joined = candidates
                     .into_iter()
-                    .map(str::to_string)
-                    .chain(marks.keys().filter(|m| *m != "db").cloned())
-                    .find(|m| {
-                        marks.get(m).is_some_and(|set| {
-                            shares(&f.routes, set)
-                                || shares(&f.tables, set)
-                                || shares(&f.fingerprints, set)
-                        })
-                    });
+                    .min_by_key(|(c, (shared, t))| {
+                        let recent = t.is_some_and(near);
+                        (
+                            !(*shared && recent),
+                            !recent,
+                            !*shared,
+                            c != "db",
+                            t.map_or(i64::MAX, |t| (started - t).abs()),
+                        )
+                    })
+                    .map(|(c, _)| c);
                 if let Some(j) = joined {
                     *k = j;
                 }
@@ -276,14 +340,6 @@ impl Correlator {
         for (k, a) in keyed {
             by_key.entry(k).or_default().push(a);
         }
-        self.first_active
-            .retain(|k, _| active.iter().any(|a| &a.finding.key == k));
-        for a in active {
-            self.first_active
-                .entry(a.finding.key.clone())
-                .or_insert(now_ms);
-        }
-        let wait = i64::try_from(self.cfg.app_group_wait_secs).unwrap_or(0) * 1000;
         let mut changes = Vec::new();
         let mut touched = BTreeSet::new();
         for (key, findings) in by_key {

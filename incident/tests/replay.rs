@@ -157,6 +157,100 @@ fn sms_carrier_outage_at_50_messages_an_hour() {
 
 #[test]
 fn payment_provider_returning_5xx() {
+    let r = payment_5xx(true);
+    assert!(
+        r.incidents[0]
+            .evidence
+            .findings
+            .iter()
+            .any(|f| f.top_codes.iter().any(|(c, _)| c == "503"))
+    );
+}
+
+/// Live shape: the gateway sees Stripe's paths, not the CRM route that called it, so nothing but
+/// the timing ties the CRM's 502s to the provider outage; they still join it as a symptom.
+#[test]
+fn payment_5xx_without_a_shared_route_joins_the_crm_502s_to_the_provider_incident() {
+    let r = payment_5xx(false);
+    let i = &r.incidents[0];
+    let http = i
+        .evidence
+        .findings
+        .iter()
+        .find(|f| f.channel == "http")
+        .expect("http finding");
+    assert!(http.routes.iter().any(|x| x == "POST /api/payments"));
+    // On the timeline: opened with the provider finding or added as a finding afterwards.
+    let on_timeline = r.changes.iter().filter(|(_, id, _)| id == &i.id).count();
+    assert!(on_timeline >= 2, "{r}");
+}
+
+/// An SMS carrier outage (asynchronous delivery failures) does not take unrelated HTTP 5xx that
+/// start at the same time: those open their own incident.
+#[test]
+fn an_async_delivery_outage_does_not_absorb_unrelated_http_5xx() {
+    let mut rng = Rng::new(6);
+    let mut st = Stream::default();
+    warm_up(&mut st, &mut rng, 720);
+    for m in 720..800 {
+        email_normal(&mut st, &mut rng, m, 800.0);
+        payments_normal(&mut st, &mut rng, m, 60.0);
+        automation_normal(&mut st, &mut rng, m);
+        if !(720..745).contains(&m) {
+            sms_normal(&mut st, &mut rng, m, 50.0);
+            http_normal(&mut st, &mut rng, m);
+            continue;
+        }
+        let n = rng.poisson(50.0 * diurnal(m)).max(20);
+        let bad = n * 7 / 10;
+        st.ok(
+            m,
+            Source::Webhook,
+            Channel::Sms,
+            Some("twilio"),
+            Outcome::Delivered,
+            n - bad,
+        );
+        for i in 0..bad {
+            st.fail(
+                m,
+                (i % 60) as i64,
+                Source::Webhook,
+                Channel::Sms,
+                Some("twilio"),
+                "undelivered",
+                "30008",
+                Scope::Provider,
+                &format!("h:{i:x}"),
+                1,
+            );
+        }
+        st.http(
+            m,
+            "GET /api/contacts",
+            rng.poisson(300.0 * diurnal(m)),
+            0.04,
+            0,
+        );
+        st.http(m, "POST /api/deals", 30 - 18, 0.3, 18);
+    }
+    let r = run(&st);
+    let keys: Vec<&str> = r
+        .incidents
+        .iter()
+        .map(|i| i.correlation_key.as_str())
+        .collect();
+    assert!(keys.contains(&"provider:twilio"), "{r}");
+    assert!(keys.contains(&"app"), "{r}");
+    let sms = r
+        .incidents
+        .iter()
+        .find(|i| i.correlation_key == "provider:twilio")
+        .unwrap();
+    assert!(sms.evidence.findings.iter().all(|f| f.channel != "http"));
+}
+
+fn payment_5xx(route_on_gateway: bool) -> ReplayReport {
     let mut rng = Rng::new(3);
     let mut st = Stream::default();
     warm_up(&mut st, &mut rng, 720);
@@ -181,7 +275,7 @@ fn payment_provider_returning_5xx() {
             n - bad,
         );
         for i in 0..bad {
-            st.fail(
+            let s = st.fail(
                 m,
                 (i % 60) as i64,
                 Source::ProviderGateway,
@@ -192,9 +286,10 @@ fn payment_provider_returning_5xx() {
                 Scope::Provider,
                 "stripe",
                 1,
-            )
-            .attrs
-            .insert("route".into(), "POST /api/payments".into());
+            );
+            if route_on_gateway {
+                s.attrs.insert("route".into(), "POST /api/payments".into());
+            }
         }
         st.http(
             m,
@@ -221,13 +316,8 @@ fn payment_provider_returning_5xx() {
         i.evidence.findings.iter().any(|f| f.channel == "http"),
         "the 502s on the route join: {r}"
     );
-    assert!(
-        i.evidence
-            .findings
-            .iter()
-            .any(|f| f.top_codes.iter().any(|(c, _)| c == "503"))
-    );
     assert_eq!(r.pages.len(), 1, "{r}");
+    r
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use vigil_democrm::{App, AppConfig, Scale, SimConfig, Simulators, Traffic, TrafficConfig};
-use vigil_incident::model::{Incident, IncidentState};
+use vigil_incident::model::{Incident, IncidentState, Severity};
 use vigil_incident::store::incidents::IncidentFilter;
 use vigil_testkit::{PgServer, free_port};
 
@@ -42,6 +42,10 @@ pub struct DemoOptions {
 #[derive(Debug, Default)]
 pub struct DemoReport {
     pub opened: BTreeMap<Scenario, Vec<Incident>>,
+    /// Seconds from a scenario's fault to the first incident it opened or joined.
+    pub first_after: BTreeMap<Scenario, f64>,
+    /// Incidents opened while no scenario ran (warm-up, recovery): noise.
+    pub unattributed: Vec<Incident>,
 }
 
 fn say(msg: impl AsRef<str>) {
@@ -143,7 +147,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         "== warming up for {} s (normal traffic)",
         warmup.as_secs()
     ));
-    watch(&stop, warmup, &store, &mut seen, &counters, &vigil, None).await;
+    let (noise, _) = watch(&stop, warmup, &store, &mut seen, &counters, &vigil, None).await;
+    report.unattributed.extend(noise);
 
     for sc in &opts.scenarios {
         if stop.is_cancelled() {
@@ -151,13 +156,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
         say(format!("\n== scenario {}: {}", sc.name(), sc.describe()));
         let fault = sc.inject(&sims, &pg).await?;
-        let opened = watch(&stop, slot, &store, &mut seen, &counters, &vigil, Some(*sc)).await;
+        let (opened, first) =
+            watch(&stop, slot, &store, &mut seen, &counters, &vigil, Some(*sc)).await;
         fault.clear(&sims).await;
         report.opened.insert(*sc, opened);
+        if let Some(d) = first {
+            report.first_after.insert(*sc, d.as_secs_f64());
+        }
     }
     if !stop.is_cancelled() {
         say("\n== faults cleared; watching recovery for 20 s");
-        watch(
+        let (noise, _) = watch(
             &stop,
             Duration::from_secs(20),
             &store,
@@ -167,6 +176,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             None,
         )
         .await;
+        report.unattributed.extend(noise);
     }
 
     say("\n== summary");
@@ -179,7 +189,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             .or_else(|| opened.first());
         match pick {
             Some(i) => say(format!(
-                "   {:<13} incident \"{}\" (likely layer: {}) {}",
+                "   {:<13} incident \"{}\" (likely layer: {}) {}, after {:.0} s; {} other incidents ({} critical)",
                 sc.name(),
                 i.title,
                 i.layer.as_str(),
@@ -187,7 +197,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
                     "as expected"
                 } else {
                     "(unexpected layer)"
-                }
+                },
+                report.first_after.get(sc).copied().unwrap_or(f64::NAN),
+                opened.len() - 1,
+                opened
+                    .iter()
+                    .filter(|o| o.id != i.id && o.severity == Severity::Critical)
+                    .count()
             )),
             None => say(format!(
                 "   {:<13} no incident opened or updated",
@@ -195,6 +211,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             )),
         }
     }
+    say(format!(
+        "   incidents outside scenarios: {} ({} critical)",
+        report.unattributed.len(),
+        report
+            .unattributed
+            .iter()
+            .filter(|o| o.severity == Severity::Critical)
+            .count()
+    ));
     say(format!(
         "   total time {:.0} s",
         started.elapsed().as_secs_f64()
@@ -213,7 +238,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     Ok(report)
 }
 
-/// Print progress and incident changes for `d`; returns the incidents opened meanwhile.
+/// Print progress and incident changes for `d`; returns the incidents opened (or, during a
+/// scenario, joined by new findings) meanwhile and how long until the first one.
 async fn watch(
     stop: &CancellationToken,
     d: Duration,
@@ -222,12 +248,14 @@ async fn watch(
     traffic: &vigil_democrm::TrafficCounters,
     vigil: &crate::run::Running,
     scenario: Option<Scenario>,
-) -> Vec<Incident> {
-    let end = Instant::now() + d;
+) -> (Vec<Incident>, Option<Duration>) {
+    let begin = Instant::now();
+    let end = begin + d;
     let slot_start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let mut opened = Vec::new();
+    let mut first = None;
     let mut last_progress = Instant::now();
     while Instant::now() < end && !stop.is_cancelled() {
         tokio::select! {
@@ -244,12 +272,20 @@ async fn watch(
             for i in list {
                 let prev = seen.insert(i.id.clone(), i.state);
                 if prev == Some(i.state) {
-                    // An incident already open that this scenario's findings joined.
+                    // An incident already open that this scenario's findings joined (a new
+                    // finding on its timeline since the scenario started).
                     if scenario.is_some()
                         && i.state == IncidentState::Open
                         && i.updated_ms >= slot_start_ms
                         && !opened.iter().any(|o: &Incident| o.id == i.id)
+                        && store.timeline(&i.id).await.is_ok_and(|t| {
+                            t.iter().any(|e| {
+                                e.at_ms >= slot_start_ms
+                                    && matches!(e.kind.as_str(), "finding" | "escalated")
+                            })
+                        })
                     {
+                        first.get_or_insert(begin.elapsed());
                         say(format!(
                             "   [incident updated] {} | layer: {} | new evidence",
                             i.title,
@@ -273,7 +309,8 @@ async fn watch(
                     i.channel
                 ));
                 // Opened or reopened while a scenario runs: this scenario's doing.
-                if scenario.is_some() && matches!(i.state, IncidentState::Open) {
+                if matches!(i.state, IncidentState::Open) {
+                    first.get_or_insert(begin.elapsed());
                     opened.push(i);
                 }
             }
@@ -307,7 +344,7 @@ async fn watch(
             ));
         }
     }
-    opened
+    (opened, first)
 }
 
 fn truncate(s: &str, n: usize) -> String {
