@@ -1,6 +1,8 @@
 //! Shared helpers of the binary's black-box tests: run the real `vigil` binary with a config.
 #![allow(dead_code)]
 
+pub mod obs;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
