@@ -43,8 +43,10 @@ use super::webhook::Provider;
 pub struct HttpConfig {
     /// Where the proxy listens (HTTP/1.1 and h2c on one port).
     pub listen: SocketAddr,
-    /// CRM upstream instances, `http://host:port` (round-robin, passive ejection).
+    /// CRM upstream instances, `http://host:port` (passive ejection).
     pub upstream: Vec<String>,
+    /// How a request picks among the healthy upstream instances.
+    pub balance: Balance,
     /// `[[http.providers]]`: the provider gateway routes.
     pub providers: Vec<ProviderRoute>,
     /// `[[http.webhooks]]`: the webhook taps.
@@ -82,6 +84,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             upstream: Vec::new(),
+            balance: Balance::RoundRobin,
             providers: Vec::new(),
             webhooks: Vec::new(),
             timeouts: Timeouts::default(),
@@ -100,6 +103,16 @@ impl Default for HttpConfig {
             health_check_interval_ms: 5_000,
         }
     }
+}
+
+/// `[http] balance`: `round_robin` (default) or `least_requests` (the instance with the fewest
+/// requests awaiting their response headers; ties rotate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastRequests,
 }
 
 /// `[http.tls]`: the listener's certificate chain and key (PEM files).

@@ -172,9 +172,11 @@ impl HttpProxy {
                 server.address = %inst.authority,
                 http.request.resend_count = attempt,
             );
+            let in_flight = live.pool.begin(i);
             let sent = tokio::time::timeout(budget, self.client.request(out))
                 .instrument(span)
                 .await;
+            drop(in_flight);
             match sent {
                 Ok(Ok(mut resp)) => {
                     live.pool.success(i);

@@ -109,7 +109,8 @@ impl Live {
             &cfg.upstream,
             cfg.eject_after_failures,
             Duration::from_millis(cfg.eject_ms),
-        );
+        )
+        .with_balance(cfg.balance);
         Ok(Live {
             cfg,
             pool,
@@ -418,17 +419,7 @@ impl HttpProxy {
         peer: SocketAddr,
         tls: bool,
     ) -> Response<ProxyBody> {
-        use tracing::Instrument;
-        let span = tracing::info_span!(
-            "http.server",
-            otel.name = tracing::field::Empty,
-            otel.kind = "server",
-            http.request.method = method_label(req.method()),
-            http.route = tracing::field::Empty,
-            http.response.status_code = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-        );
-        self.handle_inner(req, peer, tls).instrument(span).await
+        self.handle_inner(req, peer, tls).await
     }
 
     async fn handle_inner(
@@ -437,6 +428,7 @@ impl HttpProxy {
         peer: SocketAddr,
         tls: bool,
     ) -> Response<ProxyBody> {
+        use tracing::Instrument;
         if let Some(code) = req.uri().path().strip_prefix(self.reject_prefix.as_str()) {
             return self.rejected(code);
         }
@@ -459,29 +451,38 @@ impl HttpProxy {
         // upgrade that does not happen must end the connection.
         let asked_upgrade =
             req.version() == http::Version::HTTP_11 && req.headers().contains_key(header::UPGRADE);
-        let (route, mut resp) = if let Some(tap) = live.taps.get(&path) {
-            (
-                path.clone(),
-                self.clone().serve_webhook(&live, tap, req, &ctx).await,
-            )
-        } else if let Some(p) = live.provider_for(&path) {
-            let route = format!(
+        let tap = live.taps.get(&path);
+        let provider = tap.is_none().then(|| live.provider_for(&path)).flatten();
+        let route = match (tap, provider) {
+            (Some(_), _) => path.clone(),
+            (None, Some(p)) => format!(
                 "{}{}",
                 p.prefix,
                 routes::template_of(&path[p.prefix.len()..])
-            );
-            (route, self.serve_gateway(&live, p, req).await)
-        } else {
-            (
-                self.routes.template(&path),
-                self.serve_upstream(&live, req, &ctx).await,
-            )
+            ),
+            (None, None) => self.routes.template(&path),
         };
-        let span = tracing::Span::current();
-        span.record("otel.name", format!("{} {route}", method_label(&method)));
-        span.record("http.route", route.as_str());
+        // The server span starts once the route is known: the OpenTelemetry layer starts a
+        // span when it is first entered and ignores a later `otel.name`.
+        let span = tracing::info_span!(
+            "http.server",
+            otel.name = %format_args!("{} {route}", method_label(&method)),
+            otel.kind = "server",
+            http.request.method = method_label(&method),
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+            trace_id = %ctx.trace.trace_id,
+        );
+        let mut resp = async {
+            match (tap, provider) {
+                (Some(tap), _) => self.clone().serve_webhook(&live, tap, req, &ctx).await,
+                (None, Some(p)) => self.serve_gateway(&live, p, req).await,
+                (None, None) => self.serve_upstream(&live, req, &ctx).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
         span.record("http.response.status_code", resp.status().as_u16());
-        span.record("trace_id", ctx.trace.trace_id.as_str());
         if asked_upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             resp.headers_mut().insert(
                 header::CONNECTION,
@@ -500,15 +501,17 @@ impl HttpProxy {
             })
             .observe(elapsed.as_secs_f64());
         if live.cfg.access_log {
-            tracing::info!(
-                target: "vigil::access",
-                method = method_label(&method),
-                route = %route,
-                status,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                trace_id = %ctx.trace.trace_id,
-                "request"
-            );
+            span.in_scope(|| {
+                tracing::info!(
+                    target: "vigil::access",
+                    method = method_label(&method),
+                    route = %route,
+                    status,
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    trace_id = %ctx.trace.trace_id,
+                    "request"
+                )
+            });
         }
         resp
     }

@@ -1,10 +1,14 @@
-//! CRM upstream instances: round-robin selection skipping instances that passive outlier
-//! ejection took out (consecutive connection failures or timeouts), for a configured time.
+//! CRM upstream instances: round-robin or least-requests selection skipping instances that
+//! passive outlier ejection took out (consecutive connection failures or timeouts), for a
+//! configured time. Least-requests counts, per instance, the requests sent and still waiting for
+//! their response headers ([`Pool::begin`]); ties rotate like round-robin.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Scheme};
+
+use crate::http::config::Balance;
 
 /// One upstream instance.
 #[derive(Debug)]
@@ -12,6 +16,8 @@ pub struct Instance {
     pub scheme: Scheme,
     pub authority: Authority,
     failures: AtomicU32,
+    /// Requests sent to this instance still waiting for their response headers.
+    in_flight: AtomicU32,
     /// Milliseconds since the pool's epoch until which the instance is skipped.
     ejected_until_ms: AtomicU64,
 }
@@ -24,6 +30,17 @@ pub struct Pool {
     epoch: Instant,
     eject_after: u32,
     eject_for: Duration,
+    balance: Balance,
+}
+
+/// Counts one request in flight on an instance until dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Pool {
@@ -36,6 +53,7 @@ impl Pool {
                     scheme: u.scheme().cloned().unwrap_or(Scheme::HTTP),
                     authority: u.authority()?.clone(),
                     failures: AtomicU32::new(0),
+                    in_flight: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                 })
             })
@@ -46,7 +64,26 @@ impl Pool {
             epoch: Instant::now(),
             eject_after: eject_after.max(1),
             eject_for,
+            balance: Balance::RoundRobin,
         }
+    }
+
+    /// The selection policy (round-robin by default).
+    pub fn with_balance(mut self, balance: Balance) -> Pool {
+        self.balance = balance;
+        self
+    }
+
+    /// Marks a request as sent to instance `i` until the guard is dropped (least-requests).
+    pub fn begin(&self, i: usize) -> InFlight<'_> {
+        let c = &self.instances[i].in_flight;
+        c.fetch_add(1, Ordering::Relaxed);
+        InFlight(c)
+    }
+
+    /// Requests currently in flight on instance `i`.
+    pub fn in_flight(&self, i: usize) -> u32 {
+        self.instances[i].in_flight.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -71,6 +108,16 @@ impl Pool {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let healthy = |i: usize| self.instances[i].ejected_until_ms.load(Ordering::Relaxed) <= now;
         let candidates = (0..n).map(|k| (start + k) % n);
+        if self.balance == Balance::LeastRequests {
+            // The least loaded healthy instance not excluded, else the least loaded healthy one;
+            // the rotating start breaks ties.
+            let load = |i: &usize| self.instances[*i].in_flight.load(Ordering::Relaxed);
+            return candidates
+                .clone()
+                .filter(|&i| healthy(i) && !exclude.contains(&i))
+                .min_by_key(load)
+                .or_else(|| candidates.filter(|&i| healthy(i)).min_by_key(load));
+        }
         let mut fallback = None;
         for i in candidates {
             if healthy(i) {
@@ -211,5 +258,32 @@ mod tests {
         p.failure(1);
         p.failure(1);
         assert_eq!(p.pick(&[]), None);
+    }
+
+    #[test]
+    fn least_requests_prefers_the_idle_instance() {
+        let urls = ["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()];
+        let p = Pool::new(&urls, 2, Duration::from_secs(60)).with_balance(Balance::LeastRequests);
+        let busy = p.begin(0);
+        for _ in 0..4 {
+            assert_eq!(p.pick(&[]), Some(1));
+        }
+        let _also = p.begin(1);
+        let _more = p.begin(1);
+        assert_eq!(p.pick(&[]), Some(0), "instance 0 has 1 in flight, 1 has 2");
+        assert_eq!(
+            p.pick(&[0]),
+            Some(1),
+            "excluded unless it is the only healthy one"
+        );
+        drop(busy);
+        assert_eq!(p.in_flight(0), 0);
+        assert!(!p.failure(0));
+        assert!(p.failure(0));
+        assert_eq!(p.pick(&[]), Some(1), "ejected instances are skipped");
+        // Ties rotate.
+        let q = Pool::new(&urls, 2, Duration::from_secs(60)).with_balance(Balance::LeastRequests);
+        let picks: Vec<_> = (0..4).map(|_| q.pick(&[]).unwrap()).collect();
+        assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");
     }
 }
