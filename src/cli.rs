@@ -47,6 +47,37 @@ pub enum Command {
         #[arg(long)]
         small: bool,
     },
+    /// A heavy-query report from the incident store named by the config's `[incident] store`:
+    /// top statements by total time, p95, calls, rows and errors, routes, trends, regressions,
+    /// new statements, pool wait, cache effectiveness and candidates, plans and advice.
+    Report {
+        /// The TOML configuration file.
+        #[arg(short, long, env = "VIGIL_CONFIG", default_value = "vigil.toml")]
+        config: PathBuf,
+        /// Length of the period (`7d`, `24h`, `30m`), ending at --until.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// End of the period: a time (RFC 3339), a date (UTC midnight) or a span ago (`1d`).
+        #[arg(long)]
+        until: Option<String>,
+        /// `previous` (the period before, same length) or the start time of the comparison period.
+        #[arg(long)]
+        compare: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not import pg_stat_statements from the `[pg]` databases.
+        #[arg(long)]
+        no_pgss: bool,
+    },
+    /// Hot-read cache tools.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Incident-service tools.
     Incident {
         #[command(subcommand)]
@@ -79,6 +110,14 @@ impl DemoScenario {
     }
 }
 
+/// `--format` of `vigil report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Md,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum IncidentCommand {
     /// Run detection and correlation on recorded signals (JSON lines) with a virtual clock,
@@ -92,5 +131,31 @@ pub enum IncidentCommand {
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `vigil cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Invalidate the running Vigil's cache (every replica with Redis): everything, or the
+    /// entries reading one table.
+    Flush {
+        #[arg(short, long, env = "VIGIL_CONFIG", default_value = "vigil.toml")]
+        config: PathBuf,
+        /// Only entries reading this table (name without schema).
+        #[arg(long)]
+        table: Option<String>,
+        /// Only this `[pg]` database (client-visible name).
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Install the NOTIFY triggers that let Vigil follow writes made outside it (idempotent;
+    /// run again after migrations that add tables).
+    Install {
+        #[arg(short, long, env = "VIGIL_CONFIG", default_value = "vigil.toml")]
+        config: PathBuf,
+        /// Only this `[pg]` database (client-visible name).
+        #[arg(long)]
+        database: Option<String>,
     },
 }

@@ -123,8 +123,32 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
             } else {
                 None
             };
-            let proxy = PgProxy::new(cfg.clone(), &mut registry, hook)
+            // A DB client span per statement when traces are exported (no hook otherwise).
+            let hook: Option<Arc<dyn StatementHook>> = if config.telemetry.otlp_endpoint.is_some() {
+                Some(Arc::new(vigil_proxy::stats::otel::OtelHook::global(hook)))
+            } else {
+                hook
+            };
+            let cache = match &config.cache {
+                Some(c) => {
+                    let cache = vigil_proxy::cache::Cache::new(
+                        crate::cache_cmd::settings(c, base),
+                        &mut registry,
+                    )
+                    .context("[cache]: cannot start the cache")?;
+                    api = api.merge(cache.api_router());
+                    Some(cache)
+                }
+                None => None,
+            };
+            let proxy = PgProxy::with_cache(cfg.clone(), &mut registry, hook, cache)
                 .context("[pg]: cannot start the proxy")?;
+            if let Some(q) = &queries {
+                let p = Arc::downgrade(&proxy);
+                q.set_plan_connector(Arc::new(move |db: &str, user: &str| {
+                    p.upgrade()?.connect_params(db, user)
+                }));
+            }
             api = api.merge(proxy.api_router());
             let p = proxy.clone();
             ready.push(("pg", Arc::new(move || p.ready())));

@@ -82,6 +82,8 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
                         .build(),
                 )
                 .build();
+            // The pg proxy's statement spans use the global provider (proxy/src/stats/otel.rs).
+            opentelemetry::global::set_tracer_provider(provider.clone());
             opentelemetry::global::set_text_map_propagator(
                 opentelemetry_sdk::propagation::TraceContextPropagator::new(),
             );

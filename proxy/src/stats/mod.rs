@@ -4,17 +4,23 @@
 //! - [`sketch`]: mergeable quantile sketch (p50/p95/p99 within 1%).
 //! - [`table`]: the bounded, sharded per-(fingerprint, database, role) table.
 //! - [`heavy`]: `rules/heavy-queries.yaml` and the per-window detector with hysteresis.
+//! - [`otel`]: OpenTelemetry DB client spans per statement (when tracing is on).
 //! - [`api`]: `/api/queries`, `/api/queries/{fingerprint}` and the top-K Prometheus collector.
+//! - [`plans`]: `EXPLAIN` capture for the heaviest reads (`[queries.plans]`, off by default),
+//!   published with the buckets for reports.
 //!
 //! Hot path: one lexer pass per simple-protocol statement (`fingerprint_id`, no allocation); for
 //! the extended protocol the fingerprint is computed at Parse and found again by the statement
 //! text's hash. Normalization and deep analysis (sqlparser) run once per new fingerprint. Every
 //! `bucket_secs` a window task publishes each fingerprint's window as a `QueryStats` signal (the
 //! incident service keeps them for reports), judges it against the heavy rules and emits
-//! `heavy_query` firing/resolved signals. Parameter values are never seen here.
+//! `heavy_query` firing/resolved signals. Parameter values are never seen here; with plan capture
+//! on, one statement text of each wanted fingerprint is held in memory until it is explained.
 
 pub mod api;
 pub mod heavy;
+pub mod otel;
+pub mod plans;
 pub mod sketch;
 pub mod table;
 
@@ -48,6 +54,8 @@ pub struct QueryStatsConfig {
     pub bucket_secs: u64,
     /// The heavy-query rules file (hot-reloaded); built-in defaults when unset.
     pub heavy_rules: Option<PathBuf>,
+    /// `[queries.plans]`: EXPLAIN capture for the heaviest reads.
+    pub plans: plans::PlanConfig,
 }
 
 impl Default for QueryStatsConfig {
@@ -58,6 +66,7 @@ impl Default for QueryStatsConfig {
             top_k: 20,
             bucket_secs: 60,
             heavy_rules: None,
+            plans: plans::PlanConfig::default(),
         }
     }
 }
@@ -72,6 +81,7 @@ pub struct QueryStats {
     emitter: Emitter,
     config: QueryStatsConfig,
     heavy_signals: prometheus_client::metrics::counter::Counter,
+    plans: Arc<plans::Plans>,
 }
 
 const TEXT_CACHE_MAX: usize = 20_000;
@@ -106,6 +116,7 @@ impl QueryStats {
             rules: RwLock::new(Arc::new(rules)),
             emitter,
             heavy_signals: Default::default(),
+            plans: plans::Plans::new(config.plans.clone()),
             config,
         });
         registry.register(
@@ -135,6 +146,11 @@ impl QueryStats {
 
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    /// How plan capture reaches the upstream of `(database, user)` (the pg proxy's pools).
+    pub fn set_plan_connector(&self, c: plans::Connector) {
+        self.plans.set_connector(c);
     }
 
     fn fingerprint_for(&self, sql: &str, protocol: QueryProtocol) -> u64 {
@@ -218,6 +234,7 @@ impl QueryStats {
         let window_total_ms = window_total * 1000.0;
         let mut out = Vec::new();
         let mut db_outcomes: BTreeMap<(String, Option<String>), u64> = BTreeMap::new();
+        let mut plan_candidates = Vec::new();
         self.table.for_each_mut(|e| {
             let w = std::mem::take(&mut e.window);
             let measure = WindowMeasure {
@@ -262,7 +279,17 @@ impl QueryStats {
                     .chain(&e.analysis.tables_written)
                     .cloned()
                     .collect(),
+                plan: self.plans.take_ready(e.fingerprint, &e.database, &e.role),
             };
+            if self.plans.enabled() {
+                plan_candidates.push(plans::Candidate {
+                    fingerprint: e.fingerprint,
+                    total_seconds: w.total,
+                    read: e.analysis.kind == vigil_analyzer::StatementKind::Read
+                        && e.analysis.locking.is_empty()
+                        && !e.analysis.parse_failed,
+                });
+            }
             if w.calls > 0 {
                 *db_outcomes.entry((e.database.clone(), None)).or_insert(0) += w.calls - w.errors;
                 for (code, n) in &w.sqlstates {
@@ -344,6 +371,7 @@ impl QueryStats {
         for s in out {
             self.emitter.emit(s);
         }
+        self.plans.after_window(plan_candidates);
     }
 }
 
@@ -372,6 +400,8 @@ impl StatementHook for QueryStats {
     fn on_statement(&self, event: &StatementEvent<'_>) {
         let fp = self.fingerprint_for(event.sql, event.protocol);
         let key = table::key(fp, event.database, event.user);
+        self.plans
+            .observe(fp, event.database, event.user, event.sql, event.protocol);
         let record = Record {
             fingerprint: fp,
             database: event.database,
