@@ -224,3 +224,34 @@ async fn producer_and_consumer_ride_out_a_redis_restart() {
     wait_for(&store, 10).await;
     task.abort();
 }
+
+#[tokio::test]
+async fn an_idle_consumer_keeps_its_connection_through_long_blocking_reads() {
+    let redis = RedisServer::shared();
+    let stream = format!("{}idle", redis.prefix());
+    let sink = RedisSink::new(&redis.url(), &stream, 100_000).unwrap();
+    let store = Arc::new(SetStore::default());
+    let metrics = ConsumerMetrics::default();
+    let mut cfg = config(redis, &stream, "replica-idle");
+    // Longer than the Redis client's default 500 ms response timeout.
+    cfg.block = Duration::from_millis(1_500);
+    let consumer = RedisConsumer::new(cfg, store.clone(), metrics.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(consumer.run(async {
+        let _ = stop_rx.await;
+    }));
+
+    // Several blocking reads return empty while nothing is produced.
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    sink.send(&signals(5, "idle")).await.unwrap();
+    wait_for(&store, 5).await;
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+
+    assert_eq!(
+        metrics.reconnects.get(),
+        0,
+        "an empty blocking read must not end the session"
+    );
+    assert_eq!(metrics.received.get(), 5);
+}

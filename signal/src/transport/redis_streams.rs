@@ -130,6 +130,8 @@ pub struct ConsumerMetrics {
     pub invalid: Counter,
     pub store_errors: Counter,
     pub reclaimed: Counter,
+    /// Consumer sessions that ended on a Redis error (then reconnected with backoff).
+    pub reconnects: Counter,
 }
 
 impl ConsumerMetrics {
@@ -148,6 +150,11 @@ impl ConsumerMetrics {
             "vigil_signal_store_errors",
             "Batches the handler failed to store (left pending, delivered again)",
             self.store_errors.clone(),
+        );
+        registry.register(
+            "vigil_signal_consumer_reconnects",
+            "Consumer sessions that ended on a Redis error and reconnected",
+            self.reconnects.clone(),
         );
         registry.register(
             "vigil_signals_reclaimed",
@@ -188,15 +195,22 @@ impl RedisConsumer {
     /// with backoff and resumes where the group left off.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(100);
+        const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
         loop {
+            let started = tokio::time::Instant::now();
             tokio::select! {
                 _ = &mut shutdown => return,
                 res = self.session() => {
                     if let Err(e) = res {
+                        self.metrics.reconnects.inc();
                         tracing::warn!(error = %e, stream = %self.config.stream, "signal consumer: redis error; reconnecting");
                     }
                 }
+            }
+            // A session that lived a while was healthy: start the backoff over.
+            if started.elapsed() >= Duration::from_secs(5) {
+                backoff = FIRST_BACKOFF;
             }
             tokio::select! {
                 _ = &mut shutdown => return,
@@ -212,6 +226,8 @@ impl RedisConsumer {
         let client = redis::Client::open(c.url.as_str())?;
         // A dedicated connection: XREADGROUP BLOCK would stall a shared multiplexed one.
         let mut conn = client.get_multiplexed_async_connection().await?;
+        // The client's default response timeout (500 ms) would cut every blocking read short.
+        conn.set_response_timeout(c.block + Duration::from_secs(2));
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&c.stream)
