@@ -398,6 +398,9 @@ impl Session {
                 // reusable before then.
                 if !self.pending.iter().any(|p| matches!(p, Pending::Sync)) {
                     self.unsynced = true;
+                    // What the client sends before its Sync is discarded by the server too: it
+                    // must not be answered by the proxy (a Close) nor change the client's state.
+                    self.skip_until_sync = true;
                 }
                 while let Some(p) = self.pending.front() {
                     if matches!(p, Pending::Sync) {
