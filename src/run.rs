@@ -48,6 +48,55 @@ async fn bind(addr: SocketAddr, field: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{field}: cannot bind {addr}"))
 }
 
+/// The pg listeners: one on the shared runtime (`threads = 0`), or one per pg thread, the
+/// extra ones on the same port with SO_REUSEPORT (the kernel spreads connections over them).
+enum PgListeners {
+    Shared(TcpListener),
+    Threads(Vec<std::net::TcpListener>),
+}
+
+impl PgListeners {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            PgListeners::Shared(l) => l.local_addr(),
+            PgListeners::Threads(ls) => ls
+                .first()
+                .ok_or_else(|| std::io::Error::other("no pg listener"))?
+                .local_addr(),
+        }
+    }
+}
+
+fn bind_pg(addr: SocketAddr, threads: usize) -> anyhow::Result<PgListeners> {
+    let one = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let s = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        s.set_reuseaddr(true)?;
+        if threads > 1 {
+            s.set_reuseport(true)?;
+        }
+        s.bind(addr)?;
+        s.listen(1024)?.into_std()
+    };
+    let ctx = || format!("pg.listen: cannot bind {addr}");
+    let first = one(addr).with_context(ctx)?;
+    if threads == 0 {
+        return Ok(PgListeners::Shared(
+            TcpListener::from_std(first).with_context(ctx)?,
+        ));
+    }
+    // A port 0 was resolved by the first bind: the others share that port.
+    let bound = first.local_addr().with_context(ctx)?;
+    let mut all = vec![first];
+    for _ in 1..threads {
+        all.push(one(bound).with_context(ctx)?);
+    }
+    Ok(PgListeners::Threads(all))
+}
+
 /// Start everything `config` enables. `base` is the config file's folder (for relative rule paths).
 pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
@@ -59,7 +108,7 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
     );
     let admin_listener = bind(config.admin.listen, "admin.listen").await?;
     let pg_listener = match &config.pg {
-        Some(pg) => Some(bind(pg.listen, "pg.listen").await?),
+        Some(pg) => Some(bind_pg(pg.listen, pg.threads)?),
         None => None,
     };
     let http_listener = match &config.http {
@@ -154,14 +203,20 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
             ready.push(("pg", Arc::new(move || p.ready())));
             let stop = shutdown.clone();
             let p = proxy.clone();
-            tasks.push((
-                "pg",
-                tokio::spawn(async move {
+            let task = match listener {
+                PgListeners::Shared(listener) => tokio::spawn(async move {
                     p.run(listener, stop.cancelled_owned())
                         .await
                         .context("pg proxy")
                 }),
-            ));
+                PgListeners::Threads(listeners) => {
+                    let done = p
+                        .run_threads(listeners, move || stop.clone().cancelled_owned())
+                        .context("[pg]: cannot start the pg threads")?;
+                    tokio::spawn(async move { done.await.context("pg proxy") })
+                }
+            };
+            tasks.push(("pg", task));
             Some(proxy)
         }
         _ => None,

@@ -6,6 +6,7 @@
 PGBENCH=${PGBENCH:-$(command -v pgbench || echo "$PGBIN/pgbench")}
 
 # Start `vigil run` with a [pg] section; $1 name, $2 queries enabled (true|false), $3 port.
+# VIGIL_PG_THREADS sets `[pg] threads` (the binary's default when unset).
 start_vigil_pg() {
     local name=$1 stats=$2 port=$3 admin
     admin=$(free_port)
@@ -15,6 +16,7 @@ listen = "127.0.0.1:$admin"
 
 [pg]
 listen = "127.0.0.1:$port"
+${VIGIL_PG_THREADS:+threads = $VIGIL_PG_THREADS}
 pool_mode = "transaction"
 pool_size = 20
 auth_type = "trust"

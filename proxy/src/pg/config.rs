@@ -78,6 +78,10 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PgConfig {
     pub listen: SocketAddr,
+    /// Threads serving pg clients, each a single-threaded event loop with its own listening
+    /// socket (SO_REUSEPORT when more than one), so a session and its server I/O never wake
+    /// another thread. 0 runs the pg proxy on the process's shared runtime. Needs a restart.
+    pub threads: usize,
     pub pool_mode: PoolMode,
     /// Server connections per (database, user) pool.
     pub pool_size: usize,
@@ -114,6 +118,7 @@ impl Default for PgConfig {
     fn default() -> Self {
         PgConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
+            threads: 1,
             pool_mode: PoolMode::Transaction,
             pool_size: 20,
             min_idle: 0,
@@ -157,6 +162,9 @@ impl PgConfig {
         }
         if self.min_idle > self.pool_size {
             return Err(invalid("min_idle", "must not exceed pool_size"));
+        }
+        if self.threads > 64 {
+            return Err(invalid("threads", "must be at most 64"));
         }
         if self.max_clients == 0 {
             return Err(invalid("max_clients", "must be at least 1"));

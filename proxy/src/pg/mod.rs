@@ -10,7 +10,8 @@
 //!   [`pinning`] (session-state detection).
 //! - [`hook`]: the statement hook; [`metrics`]; [`api`] (`/api/pools`).
 //!
-//! Entry point: [`PgProxy::new`], then [`PgProxy::run`] with a bound listener.
+//! Entry point: [`PgProxy::new`], then [`PgProxy::run`] with a bound listener (on the caller's
+//! runtime), or [`PgProxy::run_threads`] (`[pg] threads` dedicated single-threaded runtimes).
 
 pub mod api;
 pub mod auth;
@@ -44,7 +45,7 @@ pub use config::{
     AuthType, DatabaseConfig, PgConfig, PgConfigError, PoolMode, TlsConfig, UserConfig,
 };
 pub use error::PgError;
-pub use hook::{ParseEvent, QueryProtocol, StatementEvent, StatementHook};
+pub use hook::{BindEvent, ParseEvent, QueryProtocol, StatementEvent, StatementHook};
 
 use auth::scram::ScramSecret;
 use metrics::Metrics;
@@ -210,19 +211,21 @@ impl PgProxy {
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let metrics = Metrics::new(registry);
         let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            config: RwLock::new(Arc::new(config)),
+            pools: Mutex::new(HashMap::new()),
+            metrics,
+            hook,
+            cache,
+            cancels: Mutex::new(HashMap::new()),
+            clients: AtomicUsize::new(0),
+            shutdown,
+            tls: RwLock::new(tls),
+            scram_cache: Mutex::new(HashMap::new()),
+        });
+        inner.metrics.attach_pools(&inner);
         Ok(Arc::new(PgProxy {
-            inner: Arc::new(Inner {
-                config: RwLock::new(Arc::new(config)),
-                pools: Mutex::new(HashMap::new()),
-                metrics,
-                hook,
-                cache,
-                cancels: Mutex::new(HashMap::new()),
-                clients: AtomicUsize::new(0),
-                shutdown,
-                tls: RwLock::new(tls),
-                scram_cache: Mutex::new(HashMap::new()),
-            }),
+            inner,
             ready: AtomicBool::new(false),
         }))
     }
@@ -288,8 +291,66 @@ impl PgProxy {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), PgError> {
+        self.serve(listener, shutdown, true).await
+    }
+
+    /// [`PgProxy::run`] on dedicated threads, one per listener (`[pg] threads`), each a
+    /// single-threaded runtime: a client's session, its server connections' I/O and its
+    /// timers stay on one thread, with no cross-thread wakeups. Pools, the cancel registry and
+    /// the configuration stay shared. `shutdown` makes one stop future per thread. The returned
+    /// future completes when every thread has drained and stopped.
+    pub fn run_threads<S, F>(
+        self: &Arc<Self>,
+        listeners: Vec<std::net::TcpListener>,
+        shutdown: S,
+    ) -> Result<impl Future<Output = Result<(), PgError>> + Send + 'static, PgError>
+    where
+        S: Fn() -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut done = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let me = self.clone();
+            let stop = shutdown();
+            std::thread::Builder::new()
+                .name(format!("vigil-pg-{i}"))
+                .spawn(move || {
+                    let r = rt.block_on(async move {
+                        let listener = TcpListener::from_std(l)?;
+                        // Pool upkeep runs once, on the first thread.
+                        me.serve(listener, stop, i == 0).await
+                    });
+                    let _ = tx.send(r);
+                })?;
+            done.push(rx);
+        }
+        Ok(async move {
+            let mut first = Ok(());
+            for rx in done {
+                let r = rx.await.unwrap_or_else(|_| {
+                    Err(PgError::Io(std::io::Error::other("a pg thread panicked")))
+                });
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first
+        })
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+        maintain: bool,
+    ) -> Result<(), PgError> {
         let mut tasks = tokio::task::JoinSet::new();
-        let maint = {
+        let maint = maintain.then(|| {
             let inner = self.inner.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -300,7 +361,7 @@ impl PgProxy {
                     }
                 }
             })
-        };
+        });
         self.ready.store(true, Ordering::Relaxed);
         tokio::pin!(shutdown);
         loop {
@@ -333,7 +394,9 @@ impl PgProxy {
                 }
             }
         }
-        maint.abort();
+        if let Some(m) = maint {
+            m.abort();
+        }
         for p in self.inner.pools() {
             for c in p.close_idle() {
                 c.terminate().await;

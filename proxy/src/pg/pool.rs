@@ -188,23 +188,14 @@ impl Pool {
 
     /// Check out a server; returns it with the time spent waiting for a permit.
     pub async fn acquire(self: &Arc<Self>) -> Result<(PooledServer, Duration), AcquireError> {
-        let timeout = lock(&self.settings).pool_timeout;
-        let start = Instant::now();
-        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = tokio::time::timeout(timeout, self.sem.clone().acquire_owned()).await;
-        self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
-        let wait = start.elapsed();
-        self.metrics.pool_wait.observe(wait.as_secs_f64());
-        let us = wait.as_micros() as u64;
-        self.stats.wait_count.fetch_add(1, Ordering::Relaxed);
-        self.stats.wait_us_total.fetch_add(us, Ordering::Relaxed);
-        self.stats.wait_us_max.fetch_max(us, Ordering::Relaxed);
-        let permit = match permit {
-            Ok(Ok(p)) => p,
-            _ => {
-                self.metrics.pool_timeouts.inc();
-                return Err(AcquireError::Timeout(timeout));
+        // Fast path: a free permit is taken without a clock read or a timer.
+        let (permit, wait) = match self.sem.clone().try_acquire_owned() {
+            Ok(p) => {
+                self.metrics.pool_wait.observe(0.0);
+                self.stats.wait_count.fetch_add(1, Ordering::Relaxed);
+                (p, Duration::ZERO)
             }
+            Err(_) => self.acquire_slow().await?,
         };
         // Only the timings are needed to reuse an idle server (no settings clone per checkout).
         let (lifetime, idle_timeout, check_idle) = {
@@ -230,6 +221,28 @@ impl Pool {
         let settings = self.settings();
         let conn = Box::pin(self.connect(&settings)).await?;
         Ok((self.wrap(conn, permit), wait))
+    }
+
+    /// Wait for a permit, up to `pool_timeout`.
+    async fn acquire_slow(&self) -> Result<(OwnedSemaphorePermit, Duration), AcquireError> {
+        let timeout = lock(&self.settings).pool_timeout;
+        let start = Instant::now();
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = tokio::time::timeout(timeout, self.sem.clone().acquire_owned()).await;
+        self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+        let wait = start.elapsed();
+        self.metrics.pool_wait.observe(wait.as_secs_f64());
+        let us = wait.as_micros() as u64;
+        self.stats.wait_count.fetch_add(1, Ordering::Relaxed);
+        self.stats.wait_us_total.fetch_add(us, Ordering::Relaxed);
+        self.stats.wait_us_max.fetch_max(us, Ordering::Relaxed);
+        match permit {
+            Ok(Ok(p)) => Ok((p, wait)),
+            _ => {
+                self.metrics.pool_timeouts.inc();
+                Err(AcquireError::Timeout(timeout))
+            }
+        }
     }
 
     fn wrap(self: &Arc<Self>, conn: ServerConn, permit: OwnedSemaphorePermit) -> PooledServer {
@@ -276,10 +289,11 @@ impl Pool {
             return;
         };
         let lifetime = lock(&self.settings).lifetime;
-        if conn.created.elapsed() >= lifetime || conn.dirty {
+        let now = Instant::now();
+        if now.saturating_duration_since(conn.created) >= lifetime || conn.dirty {
             return;
         }
-        conn.last_used = Instant::now();
+        conn.last_used = now;
         lock(&self.idle).push_back(conn);
     }
 

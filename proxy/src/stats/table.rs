@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -33,7 +34,14 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn record(&mut self, seconds: f64, rows: Option<u64>, pool_wait: f64, sqlstate: Option<&str>) {
+    fn record(
+        &mut self,
+        seconds: f64,
+        bucket: Option<i32>,
+        rows: Option<u64>,
+        pool_wait: f64,
+        sqlstate: Option<&str>,
+    ) {
         if self.calls == 0 || seconds < self.min {
             self.min = seconds;
         }
@@ -44,7 +52,7 @@ impl Counters {
         self.total += seconds;
         self.pool_wait += pool_wait;
         self.rows += rows.unwrap_or(0);
-        self.sketch.add(seconds);
+        self.sketch.add_index(bucket);
         if let Some(code) = sqlstate {
             self.errors += 1;
             if let Some(n) = self.sqlstates.get_mut(code) {
@@ -137,6 +145,9 @@ pub struct Table {
     shards: Vec<Mutex<Shard>>,
     max_per_shard: usize,
     evicted: std::sync::atomic::AtomicU64,
+    /// Coarse wall clock for `last_seen` (unix ms, set by [`Table::tick`]; 0 = read the clock
+    /// per statement), so the hot path reads no clock.
+    clock_ms: AtomicI64,
 }
 
 /// The table key: fingerprint, database and role hashed together.
@@ -154,6 +165,20 @@ impl Table {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             max_per_shard: (max_entries / SHARDS).max(1),
             evicted: Default::default(),
+            clock_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Advance the coarse clock (the statistics task calls it every second).
+    pub fn tick(&self) {
+        self.clock_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        match self.clock_ms.load(Ordering::Relaxed) {
+            0 => Utc::now(),
+            ms => DateTime::from_timestamp_millis(ms).unwrap_or_else(Utc::now),
         }
     }
 
@@ -170,7 +195,7 @@ impl Table {
 
     /// Record a statement; `make` builds the entry's descriptive part on first sight.
     pub fn record(&self, key: u64, r: Record<'_>, make: impl FnOnce() -> (String, Arc<Analysis>)) {
-        let now = Utc::now();
+        let now = self.now();
         let mut shard = self.shard(key);
         if !shard.contains_key(&key) {
             if shard.len() >= self.max_per_shard {
@@ -211,8 +236,11 @@ impl Table {
             return;
         };
         e.last_seen = now;
-        e.all.record(r.seconds, r.rows, r.pool_wait, r.sqlstate);
-        e.window.record(r.seconds, r.rows, r.pool_wait, r.sqlstate);
+        let bucket = Sketch::index(r.seconds);
+        e.all
+            .record(r.seconds, bucket, r.rows, r.pool_wait, r.sqlstate);
+        e.window
+            .record(r.seconds, bucket, r.rows, r.pool_wait, r.sqlstate);
         if let Some(tags) = &r.tags {
             e.note_tags(tags);
         }
@@ -312,6 +340,31 @@ mod tests {
             assert_eq!(e.all.sqlstates["57014"], 1);
         });
         assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn last_seen_follows_the_coarse_clock_once_ticked() {
+        let t = Table::new(1000);
+        let k = key(9, "crm", "app");
+        t.record(k, rec(9, 0.001, None), make);
+        let mut first = None;
+        t.for_each(|e| first = Some(e.last_seen));
+        let first = first.unwrap();
+        assert!((Utc::now() - first).num_seconds().abs() <= 1);
+        t.clock_ms
+            .store(first.timestamp_millis() + 5_000, Ordering::Relaxed);
+        t.record(k, rec(9, 0.001, None), make);
+        t.for_each(|e| {
+            assert_eq!(
+                e.last_seen.timestamp_millis(),
+                first.timestamp_millis() + 5_000
+            );
+            assert_eq!(e.first_seen, first);
+            assert_eq!(e.all.sketch.count(), 2);
+            assert_eq!(e.window.sketch.count(), 2);
+        });
+        t.tick();
+        assert!(t.clock_ms.load(Ordering::Relaxed) > 0);
     }
 
     #[test]
