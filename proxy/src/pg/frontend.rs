@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::hook::ParseEvent;
+use super::hook::{BindEvent, ParseEvent, StatementHook};
 use super::pinning::{self, PinReason};
 use super::prepared::StatementDef;
 use super::protocol::extended::{self, Bind, Execute, Parse, Target};
@@ -288,6 +288,11 @@ impl Session {
                 self.statements.get(bind.statement).map(|d| d.query.clone())
             };
             if let Some(sql) = sql {
+                if let Some(h) = &self.inner.hook
+                    && h.wants_params()
+                {
+                    self.bind_to_hook(h.as_ref(), &bind, &sql);
+                }
                 self.portals.insert(bind.portal.to_owned(), sql);
             }
         }
@@ -303,6 +308,24 @@ impl Session {
         }
         self.pending.push_back(Pending::Bind);
         Ok(())
+    }
+
+    /// Hand a Bind's parameters to the statement hook (only when it asked for them).
+    fn bind_to_hook(&self, h: &dyn StatementHook, bind: &Bind<'_>, sql: &str) {
+        let types = self
+            .statements
+            .get(bind.statement)
+            .filter(|_| !bind.statement.is_empty())
+            .and_then(|d| Parse::decode(d.parse_frame.get(5..)?).ok())
+            .map(|p| p.param_types)
+            .unwrap_or_default();
+        h.on_bind(&BindEvent {
+            database: &self.database,
+            user: &self.user,
+            sql,
+            param_types: &types,
+            params: bind.rest,
+        });
     }
 
     async fn on_describe(&mut self, m: RawMessage) -> Result<(), String> {

@@ -52,6 +52,9 @@ pub struct QueryRow {
     pub heavy: bool,
     pub first_seen: chrono::DateTime<chrono::Utc>,
     pub last_seen: chrono::DateTime<chrono::Utc>,
+    /// The redacted parameter sample (`parameter_sample = "redacted"`; shapes only, never values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter_sample: Option<Vec<String>>,
 }
 
 impl QueryRow {
@@ -92,6 +95,7 @@ impl QueryRow {
             heavy: e.heavy.heavy,
             first_seen: e.first_seen,
             last_seen: e.last_seen,
+            parameter_sample: None,
         }
     }
 }
@@ -166,7 +170,9 @@ async fn one(State(stats): State<Arc<QueryStats>>, Path(fp): Path<String>) -> Re
     let mut rows = Vec::new();
     stats.table.for_each(|e| {
         if e.fingerprint == id {
-            rows.push(QueryRow::from_entry(e));
+            let mut r = QueryRow::from_entry(e);
+            r.parameter_sample = stats.parameter_sample(id, &e.database, &e.role);
+            rows.push(r);
         }
     });
     if rows.is_empty() {

@@ -11,15 +11,21 @@
 //!
 //! Hot path: one lexer pass per simple-protocol statement (`fingerprint_id`, no allocation); for
 //! the extended protocol the fingerprint is computed at Parse and found again by the statement
-//! text's hash. Normalization and deep analysis (sqlparser) run once per new fingerprint. Every
+//! text's hash. No clock is read per statement (`last_seen` uses a coarse clock ticked every
+//! second by the window task) and one logarithm feeds both sketches. Normalization and deep analysis (sqlparser) run once per new fingerprint. Every
 //! `bucket_secs` a window task publishes each fingerprint's window as a `QueryStats` signal (the
 //! incident service keeps them for reports), judges it against the heavy rules and emits
-//! `heavy_query` firing/resolved signals. Parameter values are never seen here; with plan capture
-//! on, one statement text of each wanted fingerprint is held in memory until it is explained.
+//! `heavy_query` firing/resolved signals. Parameter values are seen only through
+//! [`StatementHook::on_bind`], while [`StatementHook::wants_params`] (one atomic load per Bind)
+//! asks for them: with plan capture on, one statement text (with its bound values for the
+//! extended protocol) of each wanted fingerprint is held in memory until it is explained; with
+//! `parameter_sample = "redacted"` (opt-in) one Bind per fingerprint and window is kept as shapes
+//! only ([`params`]), shown by `/api/queries/{fingerprint}` and never published.
 
 pub mod api;
 pub mod heavy;
 pub mod otel;
+pub mod params;
 pub mod plans;
 pub mod sketch;
 pub mod table;
@@ -37,7 +43,7 @@ use vigil_signal::{
     Channel, Emitter, Outcome, QueryStats as QueryStatsSignal, Scope, Signal, Source,
 };
 
-use crate::pg::hook::{ParseEvent, QueryProtocol, StatementEvent, StatementHook};
+use crate::pg::hook::{BindEvent, ParseEvent, QueryProtocol, StatementEvent, StatementHook};
 use heavy::{HeavyRules, Transition, WindowMeasure};
 use table::{Record, Table};
 
@@ -56,6 +62,9 @@ pub struct QueryStatsConfig {
     pub heavy_rules: Option<PathBuf>,
     /// `[queries.plans]`: EXPLAIN capture for the heaviest reads.
     pub plans: plans::PlanConfig,
+    /// `"off"` (default: parameter values are never kept) or `"redacted"` (one recent sample per
+    /// fingerprint, each value reduced to its shape, shown by `/api/queries/{fingerprint}`).
+    pub parameter_sample: params::ParameterSample,
 }
 
 impl Default for QueryStatsConfig {
@@ -67,6 +76,7 @@ impl Default for QueryStatsConfig {
             bucket_secs: 60,
             heavy_rules: None,
             plans: plans::PlanConfig::default(),
+            parameter_sample: params::ParameterSample::Off,
         }
     }
 }
@@ -82,6 +92,7 @@ pub struct QueryStats {
     config: QueryStatsConfig,
     heavy_signals: prometheus_client::metrics::counter::Counter,
     plans: Arc<plans::Plans>,
+    param_samples: params::ParamSampler,
 }
 
 const TEXT_CACHE_MAX: usize = 20_000;
@@ -117,6 +128,10 @@ impl QueryStats {
             emitter,
             heavy_signals: Default::default(),
             plans: plans::Plans::new(config.plans.clone()),
+            param_samples: params::ParamSampler::new(
+                config.parameter_sample,
+                config.max_fingerprints,
+            ),
             config,
         });
         registry.register(
@@ -146,6 +161,12 @@ impl QueryStats {
 
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    /// The redacted parameter sample of `(fingerprint, database, role)`, when one was taken
+    /// (`parameter_sample = "redacted"` only).
+    pub fn parameter_sample(&self, fp: u64, database: &str, role: &str) -> Option<Vec<String>> {
+        self.param_samples.get(table::key(fp, database, role))
     }
 
     /// How plan capture reaches the upstream of `(database, user)` (the pg proxy's pools).
@@ -188,12 +209,15 @@ impl QueryStats {
             let period = Duration::from_secs(me.config.bucket_secs.max(1));
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             let mut mtime = me.rules_mtime();
+            let mut clock = tokio::time::interval(Duration::from_secs(1));
+            clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = &mut shutdown => {
                         me.rotate(period);
                         return;
                     }
+                    _ = clock.tick() => me.table.tick(),
                     _ = tick.tick() => {
                         me.rotate(period);
                         let now = me.rules_mtime();
@@ -226,6 +250,7 @@ impl QueryStats {
 
     /// Close the current window: publish every fingerprint's bucket, judge heaviness, reset.
     pub fn rotate(&self, period: Duration) {
+        self.param_samples.rotate();
         let rules = self.rules();
         let end = Utc::now();
         let start = end - chrono::Duration::from_std(period).unwrap_or_default();
@@ -395,6 +420,21 @@ impl StatementHook for QueryStats {
         // The expensive part happens here, once per statement text, not per execution.
         let fp = self.fingerprint_for(event.sql, QueryProtocol::Extended);
         self.analyses.get_or_analyze(fp, event.sql);
+    }
+
+    fn wants_params(&self) -> bool {
+        self.plans.wants_bind() || self.param_samples.wants()
+    }
+
+    fn on_bind(&self, event: &BindEvent<'_>) {
+        let fp = self.fingerprint_for(event.sql, QueryProtocol::Extended);
+        self.plans
+            .observe_bound(fp, event.database, event.user, event.sql, || {
+                params::BoundParams::decode(event.params, event.param_types)
+            });
+        let key = table::key(fp, event.database, event.user);
+        self.param_samples
+            .observe(key, self.table.len(), event.params, event.param_types);
     }
 
     fn on_statement(&self, event: &StatementEvent<'_>) {

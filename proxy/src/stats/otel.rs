@@ -24,7 +24,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use vigil_analyzer::AnalysisCache;
 
-use crate::pg::hook::{ParseEvent, StatementEvent, StatementHook};
+use crate::pg::hook::{BindEvent, ParseEvent, StatementEvent, StatementHook};
 
 /// Longest `db.query.text` exported (longer normalized texts are cut at a char boundary).
 const MAX_QUERY_TEXT: usize = 4096;
@@ -99,6 +99,16 @@ impl StatementHook for OtelHook {
     fn on_parse(&self, event: &ParseEvent<'_>) {
         if let Some(n) = &self.next {
             n.on_parse(event);
+        }
+    }
+
+    fn wants_params(&self) -> bool {
+        self.next.as_ref().is_some_and(|n| n.wants_params())
+    }
+
+    fn on_bind(&self, event: &BindEvent<'_>) {
+        if let Some(n) = &self.next {
+            n.on_bind(event);
         }
     }
 

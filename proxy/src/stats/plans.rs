@@ -2,18 +2,24 @@
 //!
 //! After each statistics window the top `top` read fingerprints by total time (without a plan
 //! younger than `refresh_secs`) become *wanted*; the next execution of a wanted fingerprint
-//! leaves one sample of its text in memory (simple protocol: the statement as sent, constants
-//! included; extended protocol: the text with `$n`, no parameter values). After the following
-//! window a background task, on its own short-lived upstream connection as the same role, runs
-//! `EXPLAIN (FORMAT JSON)` in a `READ ONLY` transaction with `SET LOCAL statement_timeout`, never
-//! `ANALYZE` (extended-protocol texts are explained as a generic plan: `plan_cache_mode =
-//! force_generic_plan`, `EXECUTE` with NULLs). It adds table sizes and whether they were ever
-//! analyzed, checks index suggestions with `hypopg` when that extension is installed, strips
-//! every literal from the plan and drops the sample. The plan is published once, in the
-//! fingerprint's next bucket.
+//! leaves one sample in memory (simple protocol: the statement as sent, constants included;
+//! extended protocol: the text with `$n` and the bound parameter values of that one Bind, taken
+//! through [`crate::pg::hook::StatementHook::on_bind`] with their format codes and the Parse's
+//! declared types). After the following window a background task, on its own short-lived
+//! upstream connection as the same role, runs `EXPLAIN (FORMAT JSON)` in a `READ ONLY`
+//! transaction with `SET LOCAL statement_timeout`, never `ANALYZE`. An extended-protocol sample
+//! is explained with the extended protocol too (Parse of `EXPLAIN (FORMAT JSON) <text>`, Bind
+//! of the same values in the same formats), so the plan is the custom plan for real values, as
+//! the application's execution got it. It adds table sizes and whether they were ever analyzed,
+//! checks index suggestions with `hypopg` when that extension is installed, strips every literal
+//! from the plan (the values show up as literals in `Filter`/`Index Cond`) and drops the sample,
+//! values included. Values are never logged (a sample has no `Debug`). The plan is published
+//! once, in the fingerprint's next bucket.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::params::BoundParams;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,6 +63,8 @@ struct Sample {
     database: String,
     user: String,
     protocol: QueryProtocol,
+    /// The bound values of an extended-protocol sample (memory only, dropped after the EXPLAIN).
+    params: Option<BoundParams>,
 }
 
 /// A window's statement, as [`Plans::after_window`] sees it.
@@ -86,6 +94,8 @@ pub struct Plans {
     ready: Mutex<HashMap<(u64, String, String), String>>,
     connector: RwLock<Option<Connector>>,
     busy: Arc<AtomicBool>,
+    /// Some fingerprint is wanted (the hot path's one check before handing over a Bind).
+    any_wanted: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,6 +112,7 @@ impl Plans {
             ready: Mutex::new(HashMap::new()),
             connector: RwLock::new(None),
             busy: Arc::new(AtomicBool::new(false)),
+            any_wanted: AtomicBool::new(false),
         })
     }
 
@@ -113,28 +124,63 @@ impl Plans {
         *self.connector.write().unwrap_or_else(|p| p.into_inner()) = Some(c);
     }
 
-    /// Hot path: keep one sample of a wanted fingerprint.
-    pub fn observe(&self, fp: u64, database: &str, user: &str, sql: &str, protocol: QueryProtocol) {
-        if !self.config.enabled {
-            return;
-        }
+    /// Hot path (one atomic load): does a Bind's values matter now?
+    pub fn wants_bind(&self) -> bool {
+        self.config.enabled && self.any_wanted.load(Ordering::Relaxed)
+    }
+
+    /// Remove `fp` from the wanted set; true when it was wanted.
+    fn unwant(&self, fp: u64) -> bool {
         if !self
             .wanted
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&fp)
         {
+            return false;
+        }
+        let mut w = self.wanted.write().unwrap_or_else(|p| p.into_inner());
+        let was = w.remove(&fp);
+        if w.is_empty() {
+            self.any_wanted.store(false, Ordering::Relaxed);
+        }
+        was
+    }
+
+    /// Hot path: keep one sample of a wanted fingerprint (simple protocol; extended-protocol
+    /// samples come with their values through [`Plans::observe_bound`]).
+    pub fn observe(&self, fp: u64, database: &str, user: &str, sql: &str, protocol: QueryProtocol) {
+        if !self.config.enabled || protocol == QueryProtocol::Extended || !self.unwant(fp) {
             return;
         }
-        self.wanted
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&fp);
         lock(&self.samples).entry(fp).or_insert_with(|| Sample {
             sql: sql.to_owned(),
             database: database.to_owned(),
             user: user.to_owned(),
             protocol,
+            params: None,
+        });
+    }
+
+    /// A Bind of a wanted fingerprint: keep its text and values (memory only) for the EXPLAIN.
+    pub fn observe_bound(
+        &self,
+        fp: u64,
+        database: &str,
+        user: &str,
+        sql: &str,
+        params: impl FnOnce() -> Option<BoundParams>,
+    ) {
+        if !self.config.enabled || !self.unwant(fp) {
+            return;
+        }
+        let params = params();
+        lock(&self.samples).entry(fp).or_insert_with(|| Sample {
+            sql: sql.to_owned(),
+            database: database.to_owned(),
+            user: user.to_owned(),
+            protocol: QueryProtocol::Extended,
+            params,
         });
     }
 
@@ -168,6 +214,7 @@ impl Plans {
                     wanted.insert(c.fingerprint);
                 }
             }
+            self.any_wanted.store(!wanted.is_empty(), Ordering::Relaxed);
         }
         let Some(connector) = self
             .connector
@@ -251,6 +298,9 @@ async fn explain(
     if sql.contains(';') {
         return Err(CaptureError::NotSingle);
     }
+    if let Some(params) = &sample.params {
+        return explain_bound(conn, sql, params, timeout_ms).await;
+    }
     let body = match sample.protocol {
         QueryProtocol::Simple => format!("EXPLAIN (FORMAT JSON) {sql}\n"),
         QueryProtocol::Extended => {
@@ -273,6 +323,94 @@ async fn explain(
         .next()
         .and_then(|r| r.into_iter().next().flatten())
         .ok_or(CaptureError::NoPlan)
+}
+
+/// EXPLAIN with the extended protocol and the sample's own bound values (a custom plan).
+async fn explain_bound(
+    conn: &mut ServerConn,
+    sql: &str,
+    params: &BoundParams,
+    timeout_ms: u64,
+) -> Result<String, CaptureError> {
+    conn.run(&format!(
+        "BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}; \
+         SET LOCAL plan_cache_mode = force_custom_plan"
+    ))
+    .await?;
+    let res = bound_query(conn, &format!("EXPLAIN (FORMAT JSON) {sql}\n"), params).await;
+    let _ = conn.run("ROLLBACK").await;
+    res?.ok_or(CaptureError::NoPlan)
+}
+
+/// Parse/Bind/Execute/Sync of one statement with `params`; the first column of the first row.
+async fn bound_query(
+    conn: &mut ServerConn,
+    sql: &str,
+    params: &BoundParams,
+) -> Result<Option<String>, crate::pg::error::UpstreamError> {
+    use crate::pg::error::UpstreamError;
+    use crate::pg::protocol::buf::Frame;
+    use crate::pg::protocol::{extended, simple, status};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(
+        &extended::Parse {
+            name: String::new(),
+            query: sql.to_owned(),
+            param_types: params.types.clone(),
+        }
+        .encode(),
+    );
+    let mut bind = Frame::new(b'B');
+    bind.cstr("").cstr("").i16(params.formats.len() as i16);
+    for f in &params.formats {
+        bind.i16(*f);
+    }
+    bind.i16(params.values.len() as i16);
+    for v in &params.values {
+        match v {
+            Some(v) => bind.i32(v.len() as i32).bytes(v),
+            None => bind.i32(-1),
+        };
+    }
+    bind.i16(0);
+    out.extend_from_slice(&bind.finish());
+    out.extend_from_slice(
+        &extended::Execute {
+            portal: "",
+            max_rows: 0,
+        }
+        .encode(),
+    );
+    out.extend_from_slice(&extended::sync());
+    conn.wr.write_all(&out).await?;
+    let (mut first, mut err) = (None, None);
+    loop {
+        let m = loop {
+            if let Some(m) = conn.dec.decode()? {
+                break m;
+            }
+            if conn.rd.read_buf(&mut conn.dec.buf).await? == 0 {
+                return Err(UpstreamError::Closed);
+            }
+        };
+        match m.tag {
+            b'D' if first.is_none() => {
+                first = simple::decode_data_row(m.body())?
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+            }
+            b'E' if err.is_none() => err = Some(status::ErrorFields::decode(m.body())?),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    match err {
+        Some(e) => Err(UpstreamError::Server(e)),
+        None => Ok(first),
+    }
 }
 
 fn relations(v: &Value, out: &mut Vec<String>) {
