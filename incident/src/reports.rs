@@ -58,12 +58,19 @@ pub async fn report_from_store(
         Some(c) => load(c).await?,
         None => vec![],
     };
+    // Rows passed in were read once, at report time (no stored snapshots yet).
+    let pgss_source = if pgss.is_empty() {
+        report::PgssSource::None
+    } else {
+        report::PgssSource::AtReportTime
+    };
     let input = ReportInput {
         period: Some(period),
         compare,
         current,
         previous,
         pgss,
+        pgss_source,
         generated_at_ms: chrono::Utc::now().timestamp_millis(),
     };
     Ok(report::build(&input, opts))

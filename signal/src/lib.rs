@@ -12,5 +12,6 @@ pub mod transport;
 
 pub use emit::{Emitter, EmitterStats};
 pub use schema::{
-    Channel, DecodeError, Latency, Outcome, QueryStats, SCHEMA_VERSION, Scope, Signal, Source,
+    Channel, DecodeError, Latency, Outcome, PgssEntry, PgssSnapshot, QueryStats, SCHEMA_VERSION,
+    Scope, Signal, Source,
 };

@@ -159,6 +159,36 @@ pub struct QueryStats {
     pub plan: Option<String>,
 }
 
+/// One `pg_stat_statements` row of a [`PgssSnapshot`]: counters cumulative since the
+/// extension's last reset (consumers compute deltas between snapshots; a counter going down is a
+/// reset). Never holds parameter values: the text is normalized again by the producer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PgssEntry {
+    /// `queryid` (decimal).
+    pub queryid: String,
+    /// The role that ran it.
+    pub role: String,
+    /// Normalized statement text (constants as `$n`).
+    pub query: String,
+    pub calls: u64,
+    pub total_seconds: f64,
+    pub rows: u64,
+}
+
+/// A snapshot of `pg_stat_statements` for one upstream database, taken by the pg proxy every
+/// `[queries.pgss] interval_secs` (class `pgss_snapshot`; the signal's `time` is when it was
+/// taken). Added in schema v1 as an optional field: older consumers ignore it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PgssSnapshot {
+    pub database: String,
+    /// `pg_stat_statements_info.stats_reset` when known (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats_reset: Option<DateTime<Utc>>,
+    /// Rows kept (the heaviest by total time when the producer caps them).
+    #[serde(default)]
+    pub entries: Vec<PgssEntry>,
+}
+
 /// One signal record. Build it with [`Signal::new`] and the `with_*` setters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
@@ -202,6 +232,9 @@ pub struct Signal {
     pub latency: Option<Latency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<Box<QueryStats>>,
+    /// A `pg_stat_statements` snapshot (class `pgss_snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgss: Option<Box<PgssSnapshot>>,
     /// Free-form, low-cardinality attributes (route, fingerprint, trace id, message id hash).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attrs: BTreeMap<String, String>,
@@ -231,6 +264,7 @@ impl Signal {
             count: 1,
             latency: None,
             query: None,
+            pgss: None,
             attrs: BTreeMap::new(),
         }
     }
@@ -281,6 +315,10 @@ impl Signal {
     }
     pub fn with_query(mut self, stats: QueryStats) -> Self {
         self.query = Some(Box::new(stats));
+        self
+    }
+    pub fn with_pgss(mut self, snapshot: PgssSnapshot) -> Self {
+        self.pgss = Some(Box::new(snapshot));
         self
     }
     pub fn with_attr(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -353,6 +391,32 @@ mod tests {
         assert_eq!(s.count, 1);
         assert_eq!(s.scope, Scope::Service);
         assert_eq!(s.window_secs, 0);
+    }
+
+    #[test]
+    fn pgss_snapshots_round_trip_and_stay_optional() {
+        let s = Signal::new(Source::PgProxy, Channel::Db, Outcome::Succeeded)
+            .with_class("pgss_snapshot")
+            .with_pgss(PgssSnapshot {
+                database: "crm".into(),
+                stats_reset: None,
+                entries: vec![PgssEntry {
+                    queryid: "-42".into(),
+                    role: "app".into(),
+                    query: "SELECT $1".into(),
+                    calls: 3,
+                    total_seconds: 0.5,
+                    rows: 3,
+                }],
+            });
+        let json = s.to_json();
+        assert!(!json.contains("stats_reset"));
+        assert_eq!(Signal::from_json(json.as_bytes()).unwrap(), s);
+        // A v1 record without the field (older producers) still reads.
+        let old = br#"{"v":1,"id":"a","time":"2026-11-27T10:00:00Z","source":"pg_proxy","channel":"db","outcome":"succeeded"}"#;
+        assert!(Signal::from_json(old).unwrap().pgss.is_none());
+        let plain = Signal::new(Source::App, Channel::Db, Outcome::Failed).to_json();
+        assert!(!plain.contains("pgss"));
     }
 
     #[test]

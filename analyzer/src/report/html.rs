@@ -193,7 +193,9 @@ pub fn render(r: &Report) -> String {
         &r.top_pool_wait,
     );
     if !r.outside_proxy.is_empty() {
-        o.push_str("<h2>Outside the proxy</h2><p class=\"muted\">From pg_stat_statements (cron jobs, other clients): cumulative since its last reset, not limited to the period.</p>");
+        o.push_str("<h2>Outside the proxy</h2><p class=\"muted\">From pg_stat_statements (cron jobs, other clients): ");
+        o.push_str(super::pgss::describe(r.pgss_source));
+        o.push_str("</p>");
         table(&mut o, r, "By total time", &r.outside_proxy);
     }
 

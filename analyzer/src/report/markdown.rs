@@ -168,7 +168,8 @@ pub fn render(r: &Report) -> String {
     if !r.outside_proxy.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Outside the proxy\n\nFrom `pg_stat_statements` (cron jobs, other clients): cumulative since its last reset, not limited to the period."
+            "\n## Outside the proxy\n\nFrom `pg_stat_statements` (cron jobs, other clients): {}",
+            super::pgss::describe(r.pgss_source)
         );
         table(&mut out, r, "By total time", &r.outside_proxy);
     }

@@ -8,18 +8,21 @@
 //!   statistics advice from `EXPLAIN (FORMAT JSON)`).
 //! - [`html`]: inline CSS and SVG (sparklines, bars), no JavaScript, readable on a phone.
 //! - [`markdown`]: tables for pasting into a document; JSON is `serde_json` of [`Report`].
+//! - [`pgss`]: per-period rows from stored `pg_stat_statements` snapshots (deltas, resets).
 //!
 //! Nothing here sees parameter values: buckets hold normalized text, plans are stripped of
 //! literals before they are stored, and [`build`] strips them again.
 
 pub mod html;
 pub mod markdown;
+pub mod pgss;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use pgss::PgssSource;
 pub use plan::{
     Advice, AdviceKind, AdviceOptions, HypoCheck, advise, sanitize_plan, strip_literals,
 };
@@ -81,6 +84,8 @@ pub struct ReportInput {
     pub current: Vec<Bucket>,
     pub previous: Vec<Bucket>,
     pub pgss: Vec<PgssRow>,
+    /// Where `pgss` comes from (the report says it).
+    pub pgss_source: PgssSource,
     pub generated_at_ms: i64,
 }
 
@@ -119,7 +124,8 @@ impl Default for ReportOptions {
 pub enum Origin {
     /// Vigil's pg proxy (per-minute history).
     Proxy,
-    /// Only `pg_stat_statements` saw it (cron jobs, other clients); cumulative numbers.
+    /// Only `pg_stat_statements` saw it (cron jobs, other clients): deltas over the period from
+    /// stored snapshots, or cumulative numbers when read at report time (see [`PgssSource`]).
     OutsideProxy,
 }
 
@@ -231,8 +237,11 @@ pub struct Report {
     pub regressions: Vec<Regression>,
     /// Statements that waited longest for a pooled connection.
     pub top_pool_wait: Vec<String>,
-    /// Heaviest statements only `pg_stat_statements` saw (cumulative since its last reset).
+    /// Heaviest statements only `pg_stat_statements` saw (see `pgss_source` for their period).
     pub outside_proxy: Vec<String>,
+    /// Where the `pg_stat_statements` numbers come from.
+    #[serde(default)]
+    pub pgss_source: PgssSource,
     pub cache: CacheSummary,
 }
 
@@ -498,6 +507,7 @@ pub fn build(input: &ReportInput, opts: &ReportOptions) -> Report {
         top_rows: top_by(&proxy, n, |s| s.rows as f64),
         top_errors: top_by(&proxy, n, |s| s.errors as f64),
         top_pool_wait: top_by(&proxy, n, |s| s.pool_wait_seconds),
+        pgss_source: input.pgss_source,
         outside_proxy: {
             let outside: Vec<Statement> = statements
                 .iter()
@@ -555,7 +565,7 @@ fn push_regression(
 
 /// Add `pg_stat_statements` rows: a row whose normalized text fingerprints like a statement the
 /// proxy saw is dropped (the proxy's history is finer); the others become `outside_proxy`
-/// statements with cumulative numbers.
+/// statements (period deltas from snapshots, or cumulative numbers read at report time).
 fn merge_pgss(statements: &mut Vec<Statement>, rows: &[PgssRow], tot: &mut Totals) {
     let mut outside: BTreeMap<String, Statement> = BTreeMap::new();
     // pg_stat_statements shows constants as `$n`, like Vigil's normalized text: compare texts
