@@ -481,3 +481,172 @@ async fn observe_only_size_limit_auto_mode_reload_and_flush() {
     c.simple_query(q).await.unwrap();
     assert_eq!(p.cache.status().hits, 3, "flushed through the API");
 }
+
+/// Not a check: drives `VIGIL_COST_N` (default 2000) pgbench -S style reads through a cache that
+/// has rules but none matching, for measuring the no-match path with callgrind:
+/// `valgrind --tool=callgrind --toggle-collect='*cache_query*' <test binary> --ignored
+/// --exact no_match_path_workload` (instructions / N = the cache's cost per statement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn no_match_path_workload() {
+    let n: i32 = std::env::var("VIGIL_COST_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let (_db, p) = setup(
+        "CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int, filler text);
+         INSERT INTO pgbench_accounts SELECT g, 1, 0, '' FROM generate_series(1, 1000) g;",
+    )
+    .await;
+    let c = p.client().await;
+    for i in 0..n {
+        let aid = i % 1000 + 1;
+        c.simple_query(&format!(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"
+        ))
+        .await
+        .unwrap();
+    }
+    let s = p.cache.status();
+    assert_eq!(s.hits, 0, "{s:?}");
+    eprintln!("{n} statements, bypass {:?}", s.bypass);
+}
+
+/// The first value of the first row of a simple query.
+fn first(rows: Vec<tokio_postgres::SimpleQueryMessage>) -> String {
+    rows.into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_inside_read_committed_transactions_until_the_first_write() {
+    let pg = PgServer::shared();
+    let db = database(pg);
+    let direct = connect(&direct_conn_str(pg, &db.name)).await;
+    direct
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, qty int);
+             INSERT INTO items VALUES (1, 0);
+             CREATE TABLE docs (id int PRIMARY KEY);
+             INSERT INTO docs VALUES (1);",
+        )
+        .await
+        .unwrap();
+    let p = CacheProxy::start(
+        config(pg, &db.name, 4),
+        "rules:\n  - table: items\n    in_transaction: true\n  - table: docs\n",
+        settings(Backend::Memory),
+    )
+    .await;
+    p.warm().await;
+    let c = p.client().await;
+    let w = p.client().await;
+    let q = "SELECT qty FROM items WHERE id = 1";
+    let bypass = |r: &str| p.cache.status().bypass.get(r).copied().unwrap_or(0);
+
+    // READ COMMITTED (default, and explicit): served inside the transaction, simple and extended.
+    for begin in ["BEGIN", "START TRANSACTION ISOLATION LEVEL READ COMMITTED"] {
+        let hits = p.cache.status().hits;
+        c.batch_execute(begin).await.unwrap();
+        assert_eq!(first(c.simple_query(q).await.unwrap()), "0");
+        assert_eq!(first(c.simple_query(q).await.unwrap()), "0");
+        let r = c
+            .query_one("SELECT qty FROM items WHERE id = $1", &[&1i32])
+            .await
+            .unwrap();
+        assert_eq!(r.get::<_, i32>(0), 0);
+        c.query_one("SELECT qty FROM items WHERE id = $1", &[&1i32])
+            .await
+            .unwrap();
+        // Read committed: another client's acknowledged write is seen by the next statement.
+        w.execute("UPDATE items SET qty = qty + 1", &[])
+            .await
+            .unwrap();
+        assert_eq!(first(c.simple_query(q).await.unwrap()), "1");
+        c.batch_execute("COMMIT").await.unwrap();
+        w.execute("UPDATE items SET qty = 0", &[]).await.unwrap();
+        assert!(
+            p.cache.status().hits >= hits + 2,
+            "{begin}: {:?}",
+            p.cache.status()
+        );
+    }
+
+    // After a write in the transaction: its own changes, never the cached value.
+    c.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(first(c.simple_query(q).await.unwrap()), "0");
+    let before = bypass("after_write");
+    c.batch_execute("UPDATE items SET qty = 42 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(first(c.simple_query(q).await.unwrap()), "42");
+    let r = c
+        .query_one("SELECT qty FROM items WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, i32>(0), 42);
+    assert!(bypass("after_write") >= before + 2);
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(first(c.simple_query(q).await.unwrap()), "0");
+
+    // REPEATABLE READ / SERIALIZABLE keep their snapshot: a newer cached value must not leak in.
+    for begin in [
+        "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "BEGIN; SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    ] {
+        let before = bypass("isolation_level");
+        let v = first(c.simple_query(q).await.unwrap());
+        c.batch_execute(begin).await.unwrap();
+        assert_eq!(first(c.simple_query(q).await.unwrap()), v);
+        w.execute("UPDATE items SET qty = qty + 1", &[])
+            .await
+            .unwrap();
+        // Another client fills the cache with the new value.
+        w.simple_query(q).await.unwrap();
+        w.simple_query(q).await.unwrap();
+        assert_eq!(first(c.simple_query(q).await.unwrap()), v, "{begin}");
+        c.batch_execute("COMMIT").await.unwrap();
+        assert!(bypass("isolation_level") >= before + 2, "{begin}");
+    }
+
+    // A rule without `in_transaction`.
+    c.simple_query("SELECT id FROM docs").await.unwrap();
+    let before = bypass("in_transaction");
+    c.batch_execute("BEGIN").await.unwrap();
+    c.simple_query("SELECT id FROM docs").await.unwrap();
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(bypass("in_transaction"), before + 1);
+
+    // A database whose default isolation is not read committed: never in transactions.
+    drop(p);
+    direct
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_isolation = 'repeatable read'",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let p = CacheProxy::start(
+        config(pg, &db.name, 4),
+        "rules:\n  - table: items\n    in_transaction: true\n",
+        settings(Backend::Memory),
+    )
+    .await;
+    p.warm().await;
+    let c = p.client().await;
+    c.batch_execute("BEGIN").await.unwrap();
+    c.simple_query(q).await.unwrap();
+    c.simple_query(q).await.unwrap();
+    c.batch_execute("COMMIT").await.unwrap();
+    let s = p.cache.status();
+    assert_eq!(s.hits, 0, "{s:?}");
+    assert!(
+        s.bypass.get("isolation_level").copied().unwrap_or(0) >= 2,
+        "{s:?}"
+    );
+}

@@ -17,7 +17,7 @@ use vigil_testkit::{PgServer, RedisServer};
 use harness::*;
 use support::*;
 
-const RULES: &str = "rules:\n  - table: kv\n    ttl: 600\n";
+const RULES: &str = "rules:\n  - table: kv\n    ttl: 600\n    in_transaction: true\n";
 const KEYS: usize = 4;
 
 /// What the model knows per key: the highest value whose write was acknowledged, and the
@@ -27,6 +27,7 @@ struct Model {
     started: Vec<AtomicI64>,
     violations: AtomicU64,
     reads: AtomicU64,
+    tx_reads: AtomicU64,
 }
 
 async fn value(
@@ -101,6 +102,7 @@ async fn two_instances_sharing_redis_never_serve_stale_rows() {
         started: (0..KEYS).map(|_| AtomicI64::new(0)).collect(),
         violations: AtomicU64::new(0),
         reads: AtomicU64::new(0),
+        tx_reads: AtomicU64::new(0),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -156,9 +158,21 @@ async fn two_instances_sharing_redis_never_serve_stale_rows() {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let k = (n >> 33) as usize % KEYS;
+                // Some reads inside explicit (READ COMMITTED) transactions, a few after a read.
+                let tx = n & 12 == 0;
+                if tx {
+                    c.batch_execute("BEGIN").await.expect("begin failed");
+                    if n & 16 == 0 {
+                        value(&c, (k + 1) % KEYS, false).await.expect("read failed");
+                    }
+                }
                 let floor = model.acked[k].load(Ordering::SeqCst);
                 let v = value(&c, k, n & 2 == 0).await.expect("read failed");
                 let ceiling = model.started[k].load(Ordering::SeqCst);
+                if tx {
+                    c.batch_execute("COMMIT").await.expect("commit failed");
+                    model.tx_reads.fetch_add(1, Ordering::Relaxed);
+                }
                 model.reads.fetch_add(1, Ordering::Relaxed);
                 if v < floor || v > ceiling {
                     eprintln!(
@@ -176,10 +190,12 @@ async fn two_instances_sharing_redis_never_serve_stale_rows() {
     }
     let (sa, sb) = (a.cache.status(), b.cache.status());
     let reads = model.reads.load(Ordering::Relaxed);
+    let tx_reads = model.tx_reads.load(Ordering::Relaxed);
     eprintln!(
-        "reads {reads}, hits {} + {}, misses {} + {}, redis errors {} + {}",
+        "reads {reads} ({tx_reads} in transactions), hits {} + {}, misses {} + {}, redis errors {} + {}",
         sa.hits, sb.hits, sa.misses, sb.misses, sa.redis_errors, sb.redis_errors
     );
+    assert!(tx_reads > 100, "{tx_reads} reads in transactions");
     assert_eq!(model.violations.load(Ordering::Relaxed), 0);
     assert!(reads > 1000, "{reads} reads");
     assert!(sa.hits > 100 && sb.hits > 100, "{sa:?} {sb:?}");

@@ -6,82 +6,12 @@
 #[path = "pg/harness.rs"]
 mod harness;
 
-use bytes::Bytes;
+#[path = "pg/transcript.rs"]
+mod transcript;
+
 use harness::*;
-use vigil_proxy::pg::pinning::split_statements;
-use vigil_proxy::pg::protocol::buf::Frame;
-use vigil_proxy::pg::protocol::extended::{Execute, Parse, Target, sync};
-use vigil_proxy::pg::protocol::simple;
-use vigil_proxy::pg::upstream::ServerConn;
+use transcript::run_case;
 use vigil_testkit::PgServer;
-
-fn bind(portal: &str, stmt: &str) -> Bytes {
-    Frame::new(b'B')
-        .cstr(portal)
-        .cstr(stmt)
-        .i16(0)
-        .i16(0)
-        .i16(0)
-        .finish()
-}
-
-fn parse(name: &str, sql: &str) -> Bytes {
-    Parse {
-        name: name.into(),
-        query: sql.into(),
-        param_types: vec![],
-    }
-    .encode()
-}
-
-async fn run_case(conn: &mut ServerConn, i: usize, sql: &str) -> Vec<String> {
-    let mut out = vec!["-- simple".to_owned()];
-    out.extend(transcript(conn, &[simple::query(sql)], 1).await);
-    if split_statements(sql).len() == 1 {
-        out.push("-- extended unnamed".into());
-        let frames = [
-            parse("", sql),
-            bind("", ""),
-            Target {
-                kind: b'P',
-                name: "",
-            }
-            .encode(b'D'),
-            Execute {
-                portal: "",
-                max_rows: 0,
-            }
-            .encode(),
-            sync(),
-        ];
-        out.extend(transcript(conn, &frames, 1).await);
-        out.push("-- extended named, pipelined".into());
-        let name = format!("case_{i}");
-        let frames = [
-            parse(&name, sql),
-            Target {
-                kind: b'S',
-                name: &name,
-            }
-            .encode(b'D'),
-            sync(),
-            bind("", &name),
-            Execute {
-                portal: "",
-                max_rows: 0,
-            }
-            .encode(),
-            Target {
-                kind: b'S',
-                name: &name,
-            }
-            .encode(b'C'),
-            sync(),
-        ];
-        out.extend(transcript(conn, &frames, 2).await);
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corpus_identical_direct_and_through_vigil() {

@@ -28,8 +28,14 @@ pub enum BypassReason {
     UnsafeFunction,
     TempTable,
     SystemCatalog,
-    /// Inside an explicit transaction (or a pipeline after other work).
+    /// Inside an explicit transaction (or a pipeline after other work) and the rule does not
+    /// allow it, or the transaction is failed.
     InTransaction,
+    /// Inside an explicit transaction that wrote, or ran a statement that may have (or changed
+    /// session state).
+    AfterWrite,
+    /// Inside an explicit transaction that is (or may be) REPEATABLE READ / SERIALIZABLE.
+    IsolationLevel,
     /// A simple Query string with several statements.
     MultiStatement,
     /// The client is pinned to its server (session state the key cannot see).
@@ -61,6 +67,8 @@ impl BypassReason {
             BypassReason::TempTable => "temp_table",
             BypassReason::SystemCatalog => "system_catalog",
             BypassReason::InTransaction => "in_transaction",
+            BypassReason::AfterWrite => "after_write",
+            BypassReason::IsolationLevel => "isolation_level",
             BypassReason::MultiStatement => "multi_statement",
             BypassReason::PinnedSession => "pinned_session",
             BypassReason::CatalogLoading => "catalog_loading",

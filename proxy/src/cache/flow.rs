@@ -17,6 +17,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
+use vigil_analyzer::StatementKind;
+
 use super::eligibility::{self, BypassReason, WriteEffect};
 use super::key::{self, Key, KeyInput};
 use super::meta::DbMeta;
@@ -33,6 +35,76 @@ struct Portal {
     bind: Bytes,
 }
 
+/// What the cache needs to know about one fingerprint, computed once per fingerprint per rules
+/// version and catalog (the no-match path costs a hash lookup, not an evaluation of the rules).
+pub(crate) struct FpInfo {
+    /// Tables its execution may write (views and FK cascades expanded).
+    writes: Vec<String>,
+    writes_global: bool,
+    kind: StatementKind,
+    /// It may change session state (`SET`, `set_config`...).
+    stateful: bool,
+    /// Eligible: the tables the key covers; else why not.
+    read: Result<Arc<[String]>, BypassReason>,
+    /// The first matching rule (eligible statements only).
+    decision: Option<Decision>,
+}
+
+impl FpInfo {
+    fn compute(cache: &Cache, meta: &DbMeta, fp: u64, stmt: &str) -> Arc<FpInfo> {
+        let (version, rules) = cache.rules_versioned();
+        if let Some(i) = meta.memo_get(version, fp) {
+            return i;
+        }
+        let a = meta.analyses().get_or_analyze(fp, stmt);
+        let cat = meta.catalog();
+        let e = eligibility::write_effect(&a, &cat);
+        let mut writes = BTreeSet::new();
+        for t in e.tables {
+            for b in cat.expand_view(&t) {
+                writes.insert(b);
+            }
+            writes.insert(t);
+        }
+        let read = eligibility::check(&a, &cat).map(Arc::<[String]>::from);
+        let decision = match &read {
+            Ok(tables) => rules.matching(
+                fp,
+                &mut || vigil_analyzer::fingerprint(stmt).normalized,
+                tables,
+            ),
+            Err(_) => None,
+        };
+        let info = Arc::new(FpInfo {
+            writes: writes.into_iter().collect(),
+            writes_global: e.global,
+            kind: a.kind,
+            stateful: a.kind == StatementKind::SessionState || !a.session_effects.is_empty(),
+            read,
+            decision,
+        });
+        meta.memo_put(version, fp, &cat, info.clone());
+        info
+    }
+}
+
+/// Does this (lowercase) statement keep READ COMMITTED? Conservative: any mention of an
+/// isolation level other than read committed/uncommitted (PostgreSQL runs the latter as read
+/// committed) says no.
+fn keeps_read_committed(lower: &str) -> bool {
+    let mentions = lower.contains("isolation") || lower.contains("characteristics");
+    !mentions || lower.contains("read committed") || lower.contains("read uncommitted")
+}
+
+/// The explicit transaction as the cache sees it (reset by the `BEGIN` that starts one).
+#[derive(Debug, Default, Clone, Copy)]
+struct TxState {
+    /// A write, an unknown statement, a session change, or a `BEGIN` the cache could not place.
+    dirty: bool,
+    /// Started or set REPEATABLE READ/SERIALIZABLE (or unsure).
+    snapshot: bool,
+}
+
 /// Per-session cache state.
 pub(crate) struct SessionCache {
     cache: Arc<Cache>,
@@ -45,6 +117,9 @@ pub(crate) struct SessionCache {
     named: HashMap<String, (Arc<str>, Arc<[u32]>)>,
     portals: HashMap<String, Portal>,
     execs_since_sync: u32,
+    tx: TxState,
+    /// The session changed its default isolation (or the startup options mention one).
+    session_snapshot: bool,
 }
 
 /// Removes its single-flight slot when dropped (waiters then look again).
@@ -161,25 +236,67 @@ impl Session {
                 named: HashMap::new(),
                 portals: HashMap::new(),
                 execs_since_sync: 0,
+                tx: TxState::default(),
+                session_snapshot: false,
             }));
         }
         self.cache.as_deref_mut()
     }
 
-    /// Add the possible writes of `sql` (one or more statements) to the transaction's set.
-    fn cache_track_writes(&mut self, sql: &str) {
-        let Some(sc) = self.cache_state() else { return };
-        let analyses = sc.meta.analyses();
-        let cat = sc.meta.catalog();
-        for stmt in vigil_analyzer::split_statements(sql) {
-            let a = analyses.get_or_analyze(vigil_analyzer::fingerprint_id(stmt), stmt);
-            let e = eligibility::write_effect(&a, &cat);
-            sc.writes_global |= e.global;
-            for t in e.tables {
-                for b in cat.expand_view(&t) {
-                    sc.writes.insert(b);
+    /// The facts about one statement (memoized per fingerprint).
+    fn cache_info(&mut self, stmt: &str) -> Option<(u64, Arc<FpInfo>)> {
+        let sc = self.cache_state()?;
+        let fp = vigil_analyzer::fingerprint_id(stmt);
+        Some((fp, FpInfo::compute(&sc.cache, &sc.meta, fp, stmt)))
+    }
+
+    /// Add a statement's possible writes to the transaction's set and follow the explicit
+    /// transaction. `can_begin`: nothing else is in flight before it and the session is idle,
+    /// so a `BEGIN` here starts a new transaction.
+    fn cache_track(&mut self, info: &FpInfo, stmt: &str, can_begin: bool) {
+        let Some(sc) = self.cache.as_deref_mut() else {
+            return;
+        };
+        sc.writes_global |= info.writes_global;
+        for t in &info.writes {
+            if !sc.writes.contains(t) {
+                sc.writes.insert(t.clone());
+            }
+        }
+        if info.writes_global || !info.writes.is_empty() {
+            sc.tx.dirty = true;
+        }
+        match info.kind {
+            StatementKind::Read if !info.stateful => {}
+            StatementKind::TransactionControl => {
+                let lower = stmt.trim_start().to_ascii_lowercase();
+                let rc = keeps_read_committed(&lower);
+                if lower.starts_with("begin") || lower.starts_with("start") {
+                    sc.tx = if can_begin {
+                        TxState {
+                            dirty: false,
+                            snapshot: !rc,
+                        }
+                    } else {
+                        TxState {
+                            dirty: true,
+                            snapshot: true,
+                        }
+                    };
+                } else if !rc {
+                    sc.tx.snapshot = true;
                 }
-                sc.writes.insert(t);
+            }
+            _ => {
+                let lower = stmt.to_ascii_lowercase();
+                if !keeps_read_committed(&lower) {
+                    if lower.trim_start().starts_with("set transaction") {
+                        sc.tx.snapshot = true;
+                    } else {
+                        sc.session_snapshot = true;
+                    }
+                }
+                sc.tx.dirty = true;
             }
         }
     }
@@ -187,42 +304,46 @@ impl Session {
     /// Decide for one statement; look it up; on a miss return the fill to run.
     async fn cache_decide(
         &mut self,
+        fp: u64,
+        info: &FpInfo,
         sql: &str,
         extended: bool,
         param_types: &[u32],
         bind: &[u8],
     ) -> Outcome {
-        let idle = self.tx_status == b'I';
+        let tx_status = self.tx_status;
+        let idle = tx_status == b'I';
         let pinned = self.pinned.is_some();
-        let wanted = self.wanted.clone();
         let database = self.database.clone();
         let user = self.user.clone();
-        let Some(sc) = self.cache_state() else {
+        let startup_isolation = !idle
+            && self
+                .wanted
+                .iter()
+                .any(|(k, v)| k.contains("isolation") || v.contains("isolation"));
+        let Some(sc) = self.cache.as_deref_mut() else {
             return Outcome::Pass;
         };
         let cache = sc.cache.clone();
         let meta = sc.meta.clone();
-        let fp = vigil_analyzer::fingerprint_id(sql);
-        let a = meta.analyses().get_or_analyze(fp, sql);
-        let cat = meta.catalog();
-        let rules = cache.rules();
-        let tables = match eligibility::check(&a, &cat) {
-            Ok(t) => t,
+        let tables = match &info.read {
+            Ok(t) => t.clone(),
             Err(r) => {
+                let rules = cache.rules();
                 if rules.auto.enabled || !rules.rules.is_empty() {
-                    cache.stats.bypass(fp, r);
+                    cache.stats.bypass(fp, *r);
                 }
                 return Outcome::Pass;
             }
         };
-        let decision = rules.matching(
-            fp,
-            &mut || vigil_analyzer::fingerprint(sql).normalized,
-            &tables,
-        );
-        let decision = match decision {
-            Some(d) => d,
-            None if rules.auto.enabled => {
+        let decision = match &info.decision {
+            Some(d) => d.clone(),
+            None => {
+                let rules = cache.rules();
+                if !rules.auto.enabled {
+                    cache.stats.bypass(fp, BypassReason::NoRule);
+                    return Outcome::Pass;
+                }
                 if meta.observed(fp) < rules.auto.min_db_time_ms {
                     cache.stats.bypass(fp, BypassReason::NoRule);
                     if !idle || pinned {
@@ -242,24 +363,39 @@ impl Session {
                 }
                 rules.auto_decision()
             }
-            None => {
-                cache.stats.bypass(fp, BypassReason::NoRule);
-                return Outcome::Pass;
-            }
         };
         if pinned {
             cache.stats.bypass(fp, BypassReason::PinnedSession);
             return Outcome::Pass;
         }
+        let wrote = sc.writes_global || !sc.writes.is_empty();
         if !idle {
-            cache.stats.bypass(fp, BypassReason::InTransaction);
+            if tx_status != b'T' || !decision.in_transaction {
+                cache.stats.bypass(fp, BypassReason::InTransaction);
+                return Outcome::Pass;
+            }
+            if sc.tx.snapshot
+                || sc.session_snapshot
+                || startup_isolation
+                || !meta.catalog().read_committed_default()
+            {
+                cache.stats.bypass(fp, BypassReason::IsolationLevel);
+                return Outcome::Pass;
+            }
+            if wrote || sc.tx.dirty {
+                cache.stats.bypass(fp, BypassReason::AfterWrite);
+                return Outcome::Pass;
+            }
+        } else if wrote {
+            cache.stats.bypass(fp, BypassReason::AfterWrite);
             return Outcome::Pass;
         }
+        let wanted = self.wanted.clone();
+        let cat = meta.catalog();
         if !cat.loaded() {
             cache.stats.bypass(fp, BypassReason::CatalogLoading);
             return Outcome::Pass;
         }
-        let tables: Arc<[String]> = tables.into();
         let input = KeyInput {
             extended,
             database: &database,
@@ -341,26 +477,30 @@ impl Session {
         if self.inner.cache.is_none() {
             return Outcome::Pass;
         }
-        self.cache_track_writes(sql);
+        let idle_start = self.pending.is_empty() && self.tx_status == b'I';
         let stmts = vigil_analyzer::split_statements(sql);
-        if stmts.len() != 1 {
+        let mut last = None;
+        for (i, stmt) in stmts.iter().enumerate() {
+            let Some((fp, info)) = self.cache_info(stmt) else {
+                return Outcome::Pass;
+            };
+            self.cache_track(&info, stmt, idle_start && i == 0);
+            last = Some((fp, info));
+        }
+        if stmts.len() != 1 || !self.pending.is_empty() {
             return Outcome::Pass;
         }
-        if !self.pending.is_empty() {
-            return Outcome::Pass;
-        }
-        let Some(sc) = self.cache.as_ref() else {
+        let Some((fp, info)) = last else {
             return Outcome::Pass;
         };
-        if sc.writes_global || !sc.writes.is_empty() {
-            return Outcome::Pass;
-        }
-        let stmt = stmts[0].to_owned();
-        match self.cache_decide(&stmt, false, &[], &[]).await {
+        match self
+            .cache_decide(fp, &info, stmts[0], false, &[], &[])
+            .await
+        {
             Outcome::Hit(b) => {
                 let mut out = BytesMut::with_capacity(b.len() + 6);
                 out.extend_from_slice(&b);
-                out.extend_from_slice(&simple::ready_for_query(b'I'));
+                out.extend_from_slice(&simple::ready_for_query(self.tx_status));
                 Outcome::Hit(out.freeze())
             }
             o => o,
@@ -418,11 +558,18 @@ impl Session {
         }
     }
 
-    /// An Execute: track its writes; look up the first Execute of a pipeline when idle.
+    /// An Execute: track its writes; look up the first Execute of a pipeline.
     pub(crate) async fn cache_execute(&mut self, portal: &str, max_rows: i32) -> Outcome {
         if self.inner.cache.is_none() {
             return Outcome::Pass;
         }
+        let in_flight = self.pending.iter().any(|p| {
+            matches!(
+                p,
+                Pending::Sync | Pending::Query { .. } | Pending::FunctionCall
+            )
+        });
+        let idle = self.tx_status == b'I';
         let Some(sc) = self.cache_state() else {
             return Outcome::Pass;
         };
@@ -431,24 +578,22 @@ impl Session {
         let Some(p) = sc.portals.get(portal) else {
             // Unknown statement: it may write anything.
             sc.writes_global = true;
+            sc.tx.dirty = true;
             return Outcome::Pass;
         };
         let (sql, types, bind) = (p.sql.clone(), p.types.clone(), p.bind.clone());
-        self.cache_track_writes(&sql);
-        let clean = self
-            .cache
-            .as_ref()
-            .is_some_and(|sc| !sc.writes_global && sc.writes.is_empty());
-        let in_flight = self.pending.iter().any(|p| {
-            matches!(
-                p,
-                Pending::Sync | Pending::Query { .. } | Pending::FunctionCall
-            )
-        });
-        if !first || !clean || in_flight || max_rows != 0 {
+        let Some((fp, info)) = self.cache_info(&sql) else {
+            return Outcome::Pass;
+        };
+        self.cache_track(&info, &sql, first && idle && !in_flight);
+        if !first || in_flight {
             return Outcome::Pass;
         }
-        self.cache_decide(&sql, true, &types, &bind).await
+        if max_rows != 0 {
+            return Outcome::Pass;
+        }
+        self.cache_decide(fp, &info, &sql, true, &types, &bind)
+            .await
     }
 
     /// A fast-path FunctionCall: it may write anything.
@@ -457,6 +602,7 @@ impl Session {
             && let Some(sc) = self.cache_state()
         {
             sc.writes_global = true;
+            sc.tx.dirty = true;
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use vigil_analyzer::{AnalysisCache, FunctionVolatility, Volatility};
 
+use super::flow::FpInfo;
 use super::{Cache, NOTIFY_CHANNEL};
 use crate::pg::protocol::status;
 use crate::pg::upstream::{ConnectParams, ServerConn};
@@ -56,6 +57,10 @@ pub struct Catalog {
     views: HashMap<String, Vec<String>>,
     /// Table -> tables its writes cascade to (transitively).
     cascades: HashMap<String, Vec<String>>,
+    /// Transactions start READ COMMITTED unless told otherwise: the server's
+    /// `default_transaction_isolation` is `read committed` and no database/role setting
+    /// overrides it (false when unsure).
+    read_committed_default: bool,
 }
 
 impl Catalog {
@@ -96,7 +101,19 @@ impl Catalog {
     pub fn cascades(&self, name: &str) -> Vec<String> {
         self.cascades.get(name).cloned().unwrap_or_default()
     }
+
+    /// Do transactions default to READ COMMITTED (see the field)?
+    pub fn read_committed_default(&self) -> bool {
+        self.read_committed_default
+    }
 }
+
+/// `default_transaction_isolation` is `read committed` for the catalog connection, and no
+/// per-database or per-role setting says otherwise.
+const ISOLATION_SQL: &str = "SELECT (current_setting('default_transaction_isolation') = 'read committed' \
+    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c \
+    WHERE c LIKE 'default_transaction_isolation=%' \
+    AND c <> 'default_transaction_isolation=read committed'))::text";
 
 fn closure(edges: &HashMap<String, Vec<String>>) -> HashMap<String, Vec<String>> {
     let mut out = HashMap::new();
@@ -174,12 +191,18 @@ pub async fn load(c: &mut ServerConn) -> Result<Catalog, String> {
             fks.entry(p.clone()).or_default().push(c.clone());
         }
     }
+    // Unsure (no permission...): transactions are not served from the cache.
+    let read_committed_default = matches!(
+        c.run(ISOLATION_SQL).await.as_deref(),
+        Ok([r]) if r.first().and_then(|v| v.as_deref()) == Some("true")
+    );
     Ok(Catalog {
         loaded: true,
         functions,
         user,
         views: closure(&views),
         cascades: closure(&fks),
+        read_committed_default,
     })
 }
 
@@ -190,6 +213,14 @@ pub struct DbMeta {
     analyses: RwLock<Arc<AnalysisCache>>,
     /// `auto` mode: observed upstream milliseconds per fingerprint.
     pub(crate) auto: Mutex<HashMap<u64, f64>>,
+    /// Per-fingerprint decisions under the current catalog and a rules version.
+    memo: RwLock<Memo>,
+}
+
+#[derive(Default)]
+struct Memo {
+    rules_version: u64,
+    map: HashMap<u64, Arc<FpInfo>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -203,7 +234,36 @@ impl DbMeta {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             analyses: RwLock::new(Arc::new(AnalysisCache::new(10_000))),
             auto: Mutex::new(HashMap::new()),
+            memo: RwLock::new(Memo::default()),
         }
+    }
+
+    /// The memoized facts about `fp` under rules version `rules_version`.
+    pub(crate) fn memo_get(&self, rules_version: u64, fp: u64) -> Option<Arc<FpInfo>> {
+        let m = self.memo.read().unwrap_or_else(|p| p.into_inner());
+        if m.rules_version != rules_version {
+            return None;
+        }
+        m.map.get(&fp).cloned()
+    }
+
+    /// Remember facts computed from `cat` (dropped when the catalog was replaced meanwhile).
+    pub(crate) fn memo_put(
+        &self,
+        rules_version: u64,
+        fp: u64,
+        cat: &Arc<Catalog>,
+        info: Arc<FpInfo>,
+    ) {
+        let mut m = self.memo.write().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(cat, &self.catalog()) || rules_version < m.rules_version {
+            return;
+        }
+        if m.rules_version != rules_version || m.map.len() >= 50_000 {
+            m.map.clear();
+            m.rules_version = rules_version;
+        }
+        m.map.insert(fp, info);
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -225,6 +285,12 @@ impl DbMeta {
         *self.analyses.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(AnalysisCache::new(10_000).with_functions(fv));
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
+        // After the catalog: a fill of the memo computed from the old one is refused.
+        self.memo
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .clear();
     }
 
     /// `auto` mode bookkeeping: add an observed upstream time; returns the total.

@@ -113,7 +113,9 @@ pub const NOTIFY_CHANNEL: &str = "vigil_cache";
 /// The hot-read cache, shared by every session of a [`crate::pg::PgProxy`].
 pub struct Cache {
     pub(crate) settings: CacheSettings,
-    rules: RwLock<Arc<Rules>>,
+    /// The active rules and their version (bumped on each reload; memoized decisions of an
+    /// older version are dropped).
+    rules: RwLock<(u64, Arc<Rules>)>,
     pub(crate) store: Arc<Store>,
     pub(crate) stats: Stats,
     dbs: Mutex<HashMap<String, Arc<DbMeta>>>,
@@ -139,7 +141,7 @@ impl Cache {
         let store = Arc::new(Store::new(&settings)?);
         let cache = Arc::new(Cache {
             settings,
-            rules: RwLock::new(Arc::new(rules)),
+            rules: RwLock::new((0, Arc::new(rules))),
             store,
             stats,
             dbs: Mutex::new(HashMap::new()),
@@ -164,12 +166,22 @@ impl Cache {
 
     /// The active rules.
     pub fn rules(&self) -> Arc<Rules> {
+        self.rules
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
+    }
+
+    /// The active rules with their version.
+    pub(crate) fn rules_versioned(&self) -> (u64, Arc<Rules>) {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replace the rules (the file watcher does this on change).
     pub fn set_rules(&self, rules: Rules) {
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        let mut r = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        *r = (r.0 + 1, Arc::new(rules));
     }
 
     /// Metadata of a database (started on first use).

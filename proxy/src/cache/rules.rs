@@ -52,6 +52,10 @@ pub struct Rule {
     /// Report what would be cached and the hit rate it would have had; serve nothing.
     #[serde(default)]
     pub observe_only: bool,
+    /// Also serve/fill inside explicit READ COMMITTED transactions until their first write
+    /// (never under REPEATABLE READ/SERIALIZABLE, nor after a write or unknown statement).
+    #[serde(default)]
+    pub in_transaction: bool,
 }
 
 /// The `auto` section.
@@ -108,6 +112,8 @@ pub struct Decision {
     pub ttl: Duration,
     pub max_bytes: usize,
     pub observe_only: bool,
+    /// Served inside explicit READ COMMITTED transactions until their first write.
+    pub in_transaction: bool,
 }
 
 /// Glob with `*` (any run of characters), ASCII case-insensitive.
@@ -211,6 +217,7 @@ impl Rules {
                 ttl: secs(r.ttl.unwrap_or(self.default_ttl)),
                 max_bytes: r.max_bytes.unwrap_or(self.default_max_bytes),
                 observe_only: r.observe_only,
+                in_transaction: r.in_transaction,
             });
         }
         None
@@ -223,6 +230,7 @@ impl Rules {
             ttl: secs(self.auto.ttl),
             max_bytes: self.auto.max_bytes,
             observe_only: self.auto.observe_only,
+            in_transaction: false,
         }
     }
 }

@@ -92,7 +92,8 @@ impl CacheProxy {
     pub async fn warm(&self) {
         let c = self.client().await;
         c.simple_query("SELECT 1").await.unwrap();
-        for _ in 0..500 {
+        // Patient: under valgrind or on a loaded machine the first load takes seconds.
+        for _ in 0..3000 {
             if self.cache.catalog_loaded("crm") {
                 return;
             }
