@@ -1,8 +1,10 @@
 //! OpenTelemetry spans of the HTTP reverse proxy, exported for real: the same OTLP/HTTP exporter
 //! `vigil run` installs (src/telemetry.rs) sends to a local receiver (POST /v1/traces), which
-//! decodes the protobuf and checks the server span, its client span and their attributes.
+//! decodes the protobuf and checks the server span, its client span, their attributes and the
+//! W3C trace context: a trusted caller's `traceparent` is continued (same trace id, the caller's
+//! span as parent) and the `traceparent` sent upstream names the exported server span.
 //!
-//! The tracing subscriber is process-global, so this file holds exactly one test.
+//! The tracer provider is process-global, so this file holds exactly one test.
 
 mod http_support;
 
@@ -10,14 +12,12 @@ use std::time::Duration;
 
 use axum::routing::post;
 use bytes::Bytes;
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
 use prost::Message;
 use tokio::sync::mpsc;
-use tracing_subscriber::layer::SubscriberExt;
 
 use http_support::{Proxy, Upstream, config};
 
@@ -79,15 +79,29 @@ async fn server_and_client_spans_reach_an_otlp_receiver() {
     })
     .await
     .unwrap();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("vigil")));
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    // As `vigil run` does when `otlp_endpoint` is set; the proxy takes the global tracer.
+    opentelemetry::global::set_tracer_provider(provider.clone());
 
     let up = Upstream::start("a").await;
-    let proxy = Proxy::start(config(&[&up])).await;
-    let r = reqwest::get(proxy.url("/contacts/42?q=secret"))
+    let mut cfg = config(&[&up]);
+    // Only trusted peers' trace context is continued.
+    cfg.trusted_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+    let proxy = Proxy::start(cfg).await;
+    let incoming_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let incoming_span = "00f067aa0ba902b7";
+    let http = reqwest::Client::new();
+    let r = http
+        .get(proxy.url("/contacts/42?q=secret"))
+        .header(
+            "traceparent",
+            format!("00-{incoming_trace}-{incoming_span}-01"),
+        )
+        .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 200);
+    // A second request without trace context starts a new trace.
+    let r = http.get(proxy.url("/accounts")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let p = provider.clone();
     tokio::task::spawn_blocking(move || p.force_flush())
@@ -97,20 +111,25 @@ async fn server_and_client_spans_reach_an_otlp_receiver() {
 
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while got.len() < 2 {
+    while got.len() < 4 {
         match tokio::time::timeout_at(deadline, spans.recv()).await {
             Ok(Some(s)) => got.push(s),
             _ => break,
         }
     }
-    let server = got
-        .iter()
-        .find(|s| s.kind == SpanKind::Server as i32)
-        .unwrap_or_else(|| panic!("no server span in {got:#?}"));
+    let find = |kind: SpanKind, route: Option<&str>| {
+        got.iter()
+            .find(|s| {
+                s.kind == kind as i32
+                    && route.is_none_or(|r| attr(s, "http.route").as_deref() == Some(r))
+            })
+            .unwrap_or_else(|| panic!("no {kind:?} span for {route:?} in {got:#?}"))
+    };
+    let server = find(SpanKind::Server, Some("/contacts/{id}"));
     let client = got
         .iter()
-        .find(|s| s.kind == SpanKind::Client as i32)
-        .unwrap_or_else(|| panic!("no client span in {got:#?}"));
+        .find(|s| s.kind == SpanKind::Client as i32 && s.parent_span_id == server.span_id)
+        .unwrap_or_else(|| panic!("no client span under the server span in {got:#?}"));
 
     assert_eq!(
         server.name, "GET /contacts/{id}",
@@ -139,12 +158,30 @@ async fn server_and_client_spans_reach_an_otlp_receiver() {
             "no query strings in spans: {dump}"
         );
     }
-    // The W3C trace id sent upstream is recorded on the server span.
-    let sent = up.seen()[0].headers["traceparent"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let sent_trace = sent.split('-').nth(1).unwrap().to_string();
-    assert_eq!(attr(server, "trace_id"), Some(sent_trace));
+    // The caller's trace continues through the proxy: same trace id, the caller's span as the
+    // server span's parent, and the `traceparent` sent upstream names the server span.
+    assert_eq!(hex::encode(&server.trace_id), incoming_trace);
+    assert_eq!(hex::encode(&server.parent_span_id), incoming_span);
+    let seen = up.seen();
+    let sent = |i: usize| -> Vec<String> {
+        seen[i].headers["traceparent"]
+            .to_str()
+            .unwrap()
+            .split('-')
+            .map(str::to_string)
+            .collect()
+    };
+    let first = sent(0);
+    assert_eq!(first[1], incoming_trace);
+    assert_eq!(first[2], hex::encode(&server.span_id));
+    assert_eq!(first[3], "01");
+
+    // Without a traceparent: a new trace, whose id is also the one sent upstream.
+    let fresh = find(SpanKind::Server, Some("/accounts"));
+    assert!(fresh.parent_span_id.is_empty(), "a root span");
+    assert_ne!(hex::encode(&fresh.trace_id), incoming_trace);
+    let second = sent(1);
+    assert_eq!(second[1], hex::encode(&fresh.trace_id));
+    assert_eq!(second[2], hex::encode(&fresh.span_id));
     let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
 }

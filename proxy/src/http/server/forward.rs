@@ -11,11 +11,13 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use tracing::Instrument;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Span as _;
 
-use super::body::{self, ProxyBody, Watched};
+use super::body::{self, BoxError, ProxyBody, Watched};
 use super::headers::{add_forwarded, add_via, strip_hop_by_hop};
 use super::metrics::ReasonLabels;
+use super::upstream::Instance;
 use super::{HttpProxy, Live, RequestCtx, error_response};
 
 /// The body to send upstream.
@@ -95,9 +97,7 @@ impl HttpProxy {
         {
             parts.headers.insert(header::HOST, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&ctx.trace.header()) {
-            parts.headers.insert("traceparent", v);
-        }
+        parts.headers.insert("traceparent", ctx.trace.ids.header());
         let pq = parts
             .uri
             .path_and_query()
@@ -128,7 +128,7 @@ impl HttpProxy {
         } else {
             1
         };
-        let mut tried = Vec::new();
+        let mut tried = Vec::with_capacity(attempts as usize);
         let mut last = Failure::Unavailable;
         for attempt in 0..attempts {
             let Some(i) = live.pool.pick(&tried) else {
@@ -150,33 +150,60 @@ impl HttpProxy {
                 self.retry_budget.deposit();
             }
             let inst = live.pool.get(i);
-            let Ok(uri) = Uri::builder()
-                .scheme(inst.scheme.clone())
-                .authority(inst.authority.clone())
-                .path_and_query(pq.clone())
-                .build()
-            else {
+            let pooled = inst.scheme == http::uri::Scheme::HTTP;
+            // Plain-HTTP upstreams get origin-form targets on pooled HTTP/1.1 connections;
+            // others go through the generic client with an absolute URI.
+            let uri = if pooled {
+                Ok(Uri::from(pq.clone()))
+            } else {
+                Uri::builder()
+                    .scheme(inst.scheme.clone())
+                    .authority(inst.authority.clone())
+                    .path_and_query(pq.clone())
+                    .build()
+            };
+            let Ok(uri) = uri else {
                 return error_response(StatusCode::BAD_REQUEST, false);
             };
             let mut out = Request::new(out_body);
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = Version::HTTP_11;
-            *out.headers_mut() = parts.headers.clone();
+            // The last possible attempt takes the headers; earlier ones copy them.
+            *out.headers_mut() = if attempt + 1 == attempts {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
+            if pooled
+                && !out.headers().contains_key(header::HOST)
+                && let Ok(v) = HeaderValue::from_str(inst.authority.as_str())
+            {
+                out.headers_mut().insert(header::HOST, v);
+            }
             let budget = t
                 .per_try()
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let span = tracing::info_span!(
-                "http.client",
-                otel.kind = "client",
-                server.address = %inst.authority,
-                http.request.resend_count = attempt,
-            );
+            let mut span = self.tracing.start_client(&ctx.trace, || {
+                vec![
+                    KeyValue::new("server.address", inst.authority.to_string()),
+                    KeyValue::new("http.request.resend_count", i64::from(attempt)),
+                ]
+            });
             let in_flight = live.pool.begin(i);
-            let sent = tokio::time::timeout(budget, self.client.request(out))
-                .instrument(span)
-                .await;
+            let sent = tokio::time::timeout(budget, self.send(inst, pooled, out)).await;
             drop(in_flight);
+            if let Some(span) = span.as_mut() {
+                if let Ok(Ok(resp)) = &sent {
+                    span.set_attribute(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(resp.status().as_u16()),
+                    ));
+                } else {
+                    span.set_status(opentelemetry::trace::Status::error("upstream failed"));
+                }
+                span.end();
+            }
             match sent {
                 Ok(Ok(mut resp)) => {
                     live.pool.success(i);
@@ -190,7 +217,7 @@ impl HttpProxy {
                     }
                     return upstream_response(resp);
                 }
-                Ok(Err(e)) => {
+                Ok(Err(fail)) => {
                     match body_failed.as_ref().map(|f| f.load(Ordering::Relaxed)) {
                         Some(body::BODY_TOO_LARGE) => {
                             self.count_error("client_body_too_large");
@@ -202,14 +229,14 @@ impl HttpProxy {
                         }
                         _ => {}
                     }
-                    if e.is_connect() {
+                    if fail.connect {
                         last = Failure::Connect;
                         self.count_error("connect");
                         self.note_failure(live, i);
                     } else {
                         last = Failure::Io;
                         self.count_error("io");
-                        tracing::debug!(error = %e, "upstream request failed");
+                        tracing::debug!(error = %fail.error, "upstream request failed");
                         if !retriable {
                             break;
                         }
@@ -237,6 +264,32 @@ impl HttpProxy {
         }
     }
 
+    /// One exchange with an upstream instance.
+    async fn send(
+        &self,
+        inst: &Instance,
+        pooled: bool,
+        out: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, SendFailure> {
+        if pooled {
+            match self.h1.send(&inst.authority, out).await {
+                Ok(r) => Ok(r.map(body::boxed)),
+                Err(e) => Err(SendFailure {
+                    connect: matches!(e, super::h1pool::SendError::Connect(_)),
+                    error: e.into(),
+                }),
+            }
+        } else {
+            match self.client.request(out).await {
+                Ok(r) => Ok(r.map(body::boxed)),
+                Err(e) => Err(SendFailure {
+                    connect: e.is_connect(),
+                    error: e.into(),
+                }),
+            }
+        }
+    }
+
     fn count_error(&self, reason: &'static str) {
         self.metrics
             .upstream_errors
@@ -253,6 +306,12 @@ impl HttpProxy {
             .healthy_upstreams
             .set(live.pool.healthy() as i64);
     }
+}
+
+/// A failed upstream exchange; `connect` when nothing reached the upstream.
+struct SendFailure {
+    connect: bool,
+    error: BoxError,
 }
 
 /// Keeps `Content-Length` only when it is a single value agreeing with the body's framing (a
@@ -292,7 +351,7 @@ fn upgrade_protocol(parts: &Parts) -> Option<HeaderValue> {
 }
 
 /// Answers the client's upgrade with the upstream's 101 and joins the two connections.
-fn tunnel(client: hyper::upgrade::OnUpgrade, resp: &mut Response<Incoming>) -> Response<ProxyBody> {
+fn tunnel<B>(client: hyper::upgrade::OnUpgrade, resp: &mut Response<B>) -> Response<ProxyBody> {
     let upstream = hyper::upgrade::on(&mut *resp);
     tokio::spawn(async move {
         let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
@@ -312,11 +371,11 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, resp: &mut Response<Incoming>) -> R
 /// The upstream response with hop-by-hop headers removed and `Via` added; the body streams.
 /// A `Content-Length` that does not match the framing hyper actually used (chunked with a stale
 /// length, repeated values) is dropped so the client never sees two framings.
-pub fn upstream_response(resp: Response<Incoming>) -> Response<ProxyBody> {
-    let (mut parts, incoming) = resp.into_parts();
-    sanitize_length(&mut parts.headers, incoming.size_hint().exact());
+pub fn upstream_response(resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    sanitize_length(&mut parts.headers, body.size_hint().exact());
     strip_hop_by_hop(&mut parts.headers);
     add_via(&mut parts.headers, parts.version);
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, body::boxed(incoming))
+    Response::from_parts(parts, body)
 }

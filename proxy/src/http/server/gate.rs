@@ -20,6 +20,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Longest chunk-size line (size and extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Header slots parsed on the stack; larger `max_headers` limits use the heap.
+const STACK_HEADERS: usize = 64;
 
 /// Why a request was refused, and the status it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +148,8 @@ pub struct Gate<S> {
     chunked_total: u64,
     after_body: AfterBody,
     timer: Option<(Waiting, Pin<Box<tokio::time::Sleep>>)>,
+    /// The socket read buffer, allocated (and zeroed) once per connection.
+    scratch: Box<[u8]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +170,7 @@ impl<S> Gate<S> {
             chunked_total: 0,
             after_body: AfterBody::Head,
             timer: None,
+            scratch: Box::default(),
         }
     }
 
@@ -428,8 +435,15 @@ fn check_head(head: &[u8], limits: &GateLimits) -> Result<Framing, Reject> {
     if head.contains(&b'\r') && head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') {
         return Err(Reject::BadRequest("malformed"));
     }
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut storage);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let storage: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(storage);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(Reject::BadRequest("malformed")),
@@ -591,8 +605,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Gate<S> {
                 this.pending.clear();
                 return Poll::Ready(Ok(()));
             }
-            let mut tmp = [0u8; 16 * 1024];
-            let mut rb = ReadBuf::new(&mut tmp);
+            if this.scratch.is_empty() {
+                this.scratch = vec![0u8; READ_CHUNK].into_boxed_slice();
+            }
+            let mut rb = ReadBuf::new(&mut this.scratch);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     let filled = rb.filled();

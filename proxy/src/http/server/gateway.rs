@@ -12,14 +12,15 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use tracing::Instrument;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Span as _;
 use vigil_signal::Channel;
 
 use super::body::{self, ProxyBody};
 use super::forward::{is_idempotent, upstream_response};
 use super::headers::strip_hop_by_hop;
 use super::metrics::GatewayLabels;
-use super::{HttpProxy, Live, error_response};
+use super::{HttpProxy, Live, RequestCtx, error_response};
 use crate::http::gateway::{GatewayOutcome, TransportFailure, classify_failure, classify_response};
 
 /// Error bodies up to this size are read for provider error codes.
@@ -44,6 +45,7 @@ impl HttpProxy {
         live: &Live,
         p: &ProviderTarget,
         req: Request<Incoming>,
+        ctx: &RequestCtx,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let (mut parts, incoming) = req.into_parts();
@@ -123,16 +125,25 @@ impl HttpProxy {
                 .timeouts
                 .per_try()
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let span = tracing::info_span!(
-                "http.client",
-                otel.kind = "client",
-                server.address = %p.authority,
-                provider = %p.name,
-                http.request.resend_count = attempt,
-            );
-            let sent = tokio::time::timeout(budget, self.client.request(out))
-                .instrument(span)
-                .await;
+            let mut span = self.tracing.start_client(&ctx.trace, || {
+                vec![
+                    KeyValue::new("server.address", p.authority.to_string()),
+                    KeyValue::new("provider", p.name.clone()),
+                    KeyValue::new("http.request.resend_count", i64::from(attempt)),
+                ]
+            });
+            let sent = tokio::time::timeout(budget, self.client.request(out)).await;
+            if let Some(span) = span.as_mut() {
+                if let Ok(Ok(resp)) = &sent {
+                    span.set_attribute(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(resp.status().as_u16()),
+                    ));
+                } else {
+                    span.set_status(opentelemetry::trace::Status::error("provider failed"));
+                }
+                span.end();
+            }
             let retry_worthy;
             (result, outcome, retry_worthy) = match sent {
                 Ok(Ok(resp)) => {
@@ -186,7 +197,7 @@ impl HttpProxy {
             .is_some_and(|n| n <= MAX_CLASSIFIED_BODY);
         if status < 400 || !small {
             let o = classify_response(provider, status, resp.headers(), b"", now);
-            return (upstream_response(resp), o);
+            return (upstream_response(resp.map(super::body::boxed)), o);
         }
         let (mut parts, incoming) = resp.into_parts();
         let bytes = match incoming.collect().await {

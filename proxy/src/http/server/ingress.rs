@@ -35,7 +35,13 @@ impl IngressStats {
 
     pub fn record(&self, route: &str, status: u16, secs: f64) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let w = g.1.entry(route.to_string()).or_default();
+        // The route is usually known: no key allocation then.
+        if !g.1.contains_key(route) {
+            g.1.insert(route.to_string(), Window::default());
+        }
+        let Some(w) = g.1.get_mut(route) else {
+            return;
+        };
         w.count += 1;
         if status >= 500 {
             w.errors += 1;

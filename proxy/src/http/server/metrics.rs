@@ -55,6 +55,7 @@ pub struct Metrics {
     pub healthy_upstreams: Gauge,
     pub webhooks: Family<WebhookLabels, Counter>,
     pub webhook_events: Family<WebhookLabels, Counter>,
+    pub webhook_lag: HistFamily<crate::http::webhook::event::LagLabels>,
     pub gateway_requests: Family<GatewayLabels, Counter>,
     pub gateway_duration: HistFamily<GatewayLabels>,
 }
@@ -70,6 +71,7 @@ impl Metrics {
             healthy_upstreams: Gauge::default(),
             webhooks: Family::default(),
             webhook_events: Family::default(),
+            webhook_lag: Family::new_with_constructor(crate::http::webhook::event::lag_histogram),
             gateway_requests: Family::default(),
             gateway_duration: Family::new_with_constructor(duration_histogram),
         };
@@ -114,6 +116,12 @@ impl Metrics {
             "Normalized outcomes extracted from verified webhooks, by provider and outcome (duplicates excluded)",
             m.webhook_events.clone(),
         );
+        registry.register_with_unit(
+            "vigil_webhook_event_lag",
+            "Receive time minus the provider's event timestamp, for events that carry one, by provider",
+            prometheus_client::registry::Unit::Seconds,
+            m.webhook_lag.clone(),
+        );
         registry.register(
             "vigil_provider_gateway_requests",
             "Provider gateway calls, by provider and outcome class",
@@ -126,6 +134,25 @@ impl Metrics {
             m.gateway_duration.clone(),
         );
         m
+    }
+}
+
+impl Metrics {
+    /// Observes one request's duration under its method, route template and status class.
+    pub fn observe_request(
+        &self,
+        method: &'static str,
+        route: &str,
+        status_class: &'static str,
+        secs: f64,
+    ) {
+        self.request_duration
+            .get_or_create(&RequestLabels {
+                method,
+                route: route.to_string(),
+                status_class,
+            })
+            .observe(secs);
     }
 }
 

@@ -6,13 +6,15 @@
 //! - [`forward`]: the reverse proxy (retries, timeouts, ejection).
 //! - [`taps`]: webhook taps on the data path (read raw body, verify and parse off-path, forward).
 //! - [`gateway`]: provider gateway forwarding and outcome signals.
-//! - [`headers`], [`body`], [`client`], [`upstream`], [`routes`], [`trace`], [`metrics`].
+//! - [`headers`], [`body`], [`client`], [`h1pool`], [`upstream`], [`routes`], [`trace`],
+//!   [`metrics`].
 
 pub mod body;
 pub mod client;
 pub mod forward;
 pub mod gate;
 pub mod gateway;
+pub mod h1pool;
 pub mod headers;
 pub mod ingress;
 pub mod metrics;
@@ -40,9 +42,9 @@ use vigil_signal::Emitter;
 
 use self::body::ProxyBody;
 use self::gate::{Gate, GateLimits, Reject};
-use self::metrics::{Metrics, ReasonLabels, RequestLabels, method_label, status_class};
+use self::metrics::{Metrics, ReasonLabels, method_label, status_class};
 use self::routes::RouteTable;
-use self::trace::TraceContext;
+use self::trace::{RequestTrace, Tracing};
 use self::upstream::Pool;
 use super::config::{HttpConfig, ProviderRoute};
 use super::error::HttpError;
@@ -61,6 +63,10 @@ pub struct HttpProxy {
     hasher: PiiHasher,
     certs: Arc<CertCache>,
     client: client::HttpClient,
+    /// Pooled plain-HTTP/1.1 connections to the CRM upstreams.
+    h1: Arc<h1pool::H1Pool>,
+    /// OpenTelemetry server and client spans (off without a tracer provider).
+    tracing: Tracing,
     tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Metrics,
     routes: RouteTable,
@@ -133,7 +139,8 @@ pub struct RequestCtx {
     pub trusted: bool,
     /// The client connected over TLS.
     pub tls: bool,
-    pub trace: TraceContext,
+    /// The request's trace ids and, when exported, its server span.
+    pub trace: RequestTrace,
 }
 
 impl HttpProxy {
@@ -177,6 +184,11 @@ impl HttpProxy {
             hasher,
             certs: cert_cache,
             client,
+            h1: Arc::new(h1pool::H1Pool::new(
+                config.timeouts.idle(),
+                config.timeouts.connect(),
+            )),
+            tracing: Tracing::global(),
             tls,
             metrics,
             emitter,
@@ -248,6 +260,7 @@ impl HttpProxy {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         let flusher = self.clone().spawn_ingress_flusher();
+        let reaper = self.clone().spawn_pool_reaper();
         let checker = self.clone().spawn_health_checks();
         loop {
             let (stream, peer) = tokio::select! {
@@ -311,6 +324,7 @@ impl HttpProxy {
             }
         }
         flusher.abort();
+        reaper.abort();
         if let Some(c) = checker {
             c.abort();
         }
@@ -360,6 +374,18 @@ impl HttpProxy {
                     .set(live.pool.healthy() as i64);
             }
         }))
+    }
+
+    /// Closes upstream connections idle for longer than the idle timeout.
+    fn spawn_pool_reaper(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let period = (self.cfg.timeouts.idle() / 2).max(Duration::from_secs(1));
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tick.tick().await;
+                self.h1.purge();
+            }
+        })
     }
 
     fn spawn_ingress_flusher(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
@@ -428,90 +454,78 @@ impl HttpProxy {
         peer: SocketAddr,
         tls: bool,
     ) -> Response<ProxyBody> {
-        use tracing::Instrument;
         if let Some(code) = req.uri().path().strip_prefix(self.reject_prefix.as_str()) {
             return self.rejected(code);
         }
         let start = Instant::now();
         let live = self.live();
         let trusted = Self::trusted(&live, peer.ip());
-        let incoming_trace = trusted
-            .then(|| req.headers().get("traceparent"))
-            .flatten()
-            .and_then(|v| v.to_str().ok());
-        let ctx = RequestCtx {
-            peer: peer.ip(),
-            trusted,
-            tls,
-            trace: TraceContext::continue_or_start(incoming_trace),
-        };
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let method = method_label(req.method());
+        let path = req.uri().path();
         // The gate lets an upgrade request's connection through unchecked afterwards, so an
         // upgrade that does not happen must end the connection.
         let asked_upgrade =
             req.version() == http::Version::HTTP_11 && req.headers().contains_key(header::UPGRADE);
-        let tap = live.taps.get(&path);
-        let provider = tap.is_none().then(|| live.provider_for(&path)).flatten();
+        let tap = live.taps.get(path);
+        let provider = tap.is_none().then(|| live.provider_for(path)).flatten();
         let route = match (tap, provider) {
-            (Some(_), _) => path.clone(),
+            (Some(_), _) => path.to_string(),
             (None, Some(p)) => format!(
                 "{}{}",
                 p.prefix,
                 routes::template_of(&path[p.prefix.len()..])
             ),
-            (None, None) => self.routes.template(&path),
+            (None, None) => self.routes.template(path),
         };
-        // The server span starts once the route is known: the OpenTelemetry layer starts a
-        // span when it is first entered and ignores a later `otel.name`.
-        let span = tracing::info_span!(
-            "http.server",
-            otel.name = %format_args!("{} {route}", method_label(&method)),
-            otel.kind = "server",
-            http.request.method = method_label(&method),
-            http.route = %route,
-            http.response.status_code = tracing::field::Empty,
-            trace_id = %ctx.trace.trace_id,
+        let incoming_trace = trusted
+            .then(|| req.headers().get("traceparent"))
+            .flatten()
+            .and_then(|v| v.to_str().ok());
+        // The server span: built directly (no `tracing` span) and only when spans are exported.
+        let trace = self.tracing.start_server(
+            incoming_trace,
+            || format!("{method} {route}"),
+            || {
+                vec![
+                    opentelemetry::KeyValue::new("http.request.method", method),
+                    opentelemetry::KeyValue::new("http.route", route.clone()),
+                ]
+            },
         );
-        let mut resp = async {
-            match (tap, provider) {
-                (Some(tap), _) => self.clone().serve_webhook(&live, tap, req, &ctx).await,
-                (None, Some(p)) => self.serve_gateway(&live, p, req).await,
-                (None, None) => self.serve_upstream(&live, req, &ctx).await,
-            }
-        }
-        .instrument(span.clone())
-        .await;
-        span.record("http.response.status_code", resp.status().as_u16());
+        let ctx = RequestCtx {
+            peer: peer.ip(),
+            trusted,
+            tls,
+            trace,
+        };
+        let mut resp = match (tap, provider) {
+            (Some(tap), _) => self.clone().serve_webhook(&live, tap, req, &ctx).await,
+            (None, Some(p)) => self.serve_gateway(&live, p, req, &ctx).await,
+            (None, None) => self.serve_upstream(&live, req, &ctx).await,
+        };
+        let status = resp.status().as_u16();
+        ctx.trace.end(status);
         if asked_upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             resp.headers_mut().insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),
             );
         }
-        let status = resp.status().as_u16();
         let elapsed = start.elapsed();
         self.ingress.record(&route, status, elapsed.as_secs_f64());
+        let class = status_class(status);
         self.metrics
-            .request_duration
-            .get_or_create(&RequestLabels {
-                method: method_label(&method),
-                route: route.clone(),
-                status_class: status_class(status),
-            })
-            .observe(elapsed.as_secs_f64());
+            .observe_request(method, &route, class, elapsed.as_secs_f64());
         if live.cfg.access_log {
-            span.in_scope(|| {
-                tracing::info!(
-                    target: "vigil::access",
-                    method = method_label(&method),
-                    route = %route,
-                    status,
-                    duration_ms = elapsed.as_secs_f64() * 1000.0,
-                    trace_id = %ctx.trace.trace_id,
-                    "request"
-                )
-            });
+            tracing::info!(
+                target: "vigil::access",
+                method,
+                route = %route,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                trace_id = %ctx.trace.ids.trace_id,
+                "request"
+            );
         }
         resp
     }

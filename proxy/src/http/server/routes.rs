@@ -59,8 +59,7 @@ impl RouteTable {
 /// Collapses id-like segments to `{id}`; keeps at most 8 segments.
 pub fn template_of(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
-    let segs: Vec<&str> = path.split('/').skip(1).collect();
-    for (i, seg) in segs.iter().enumerate() {
+    for (i, seg) in path.split('/').skip(1).enumerate() {
         if i == 8 {
             out.push_str("/...");
             break;

@@ -19,6 +19,7 @@ use super::{HttpProxy, Live, RequestCtx, error_response};
 use crate::http::config::WebhookRoute;
 use crate::http::pii::PiiHasher;
 use crate::http::webhook::VerifyError;
+use crate::http::webhook::event::LagLabels;
 use crate::http::webhook::ses::{BoxFuture, CertCache, CertSource, cert_url_ok};
 use crate::http::webhook::tap::TapSettings;
 use crate::http::webhook::{WebhookRequest, WebhookTap};
@@ -180,6 +181,7 @@ impl HttpProxy {
 
     async fn run_tap(&self, tap: &WebhookTap, headers: http::HeaderMap, body: Bytes, url: String) {
         let provider = tap.provider().as_str();
+        let received = chrono::Utc::now();
         let req = WebhookRequest {
             headers: &headers,
             body: &body,
@@ -207,6 +209,12 @@ impl HttpProxy {
                             result: outcome_label(e.outcome),
                         })
                         .inc();
+                    if let Some(lag) = e.lag_seconds(received) {
+                        self.metrics
+                            .webhook_lag
+                            .get_or_create(&LagLabels { provider })
+                            .observe(lag);
+                    }
                     self.emitter.emit(signal);
                 }
             }

@@ -1,6 +1,8 @@
 //! The normalized outcome a tap extracts from one provider event.
 
 use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::histogram::Histogram;
 use vigil_signal::{Channel, Outcome, Scope, Signal, Source};
 
 use super::Provider;
@@ -47,6 +49,14 @@ impl WebhookEvent {
         }
     }
 
+    /// Webhook lag: `received` minus the provider's event timestamp, in seconds, clamped to 0
+    /// (provider clocks run ahead); `None` when the payload carries no timestamp.
+    pub fn lag_seconds(&self, received: DateTime<Utc>) -> Option<f64> {
+        let t = self.time?;
+        let ms = (received - t).num_milliseconds().max(0);
+        Some(ms as f64 / 1000.0)
+    }
+
     /// The signal for this event: source Webhook, id `"<provider>:<event id>"`.
     pub fn to_signal(&self) -> Signal {
         let mut s = Signal::new(Source::Webhook, self.channel, self.outcome)
@@ -71,6 +81,23 @@ impl WebhookEvent {
     }
 }
 
+/// Labels of `vigil_webhook_event_lag_seconds` (bounded: the tap's provider).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    pub provider: &'static str,
+}
+
+/// Buckets of `vigil_webhook_event_lag_seconds`, in seconds (0.5 s ... 1 h: providers batch
+/// events and retry failed deliveries for hours).
+pub const LAG_BUCKETS: [f64; 12] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// A histogram with [`LAG_BUCKETS`] (the constructor of the lag family).
+pub fn lag_histogram() -> Histogram {
+    Histogram::new(LAG_BUCKETS)
+}
+
 /// Hex of SHA-256 over parts, truncated: a stable id for events that carry none.
 pub(crate) fn digest_id(parts: &[&[u8]]) -> String {
     use sha2::Digest;
@@ -85,4 +112,26 @@ pub(crate) fn digest_id(parts: &[&[u8]]) -> String {
 /// Unix seconds to a timestamp.
 pub(crate) fn unix_time(secs: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(secs, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_receive_time_minus_event_time_clamped_at_zero() {
+        let mut e = WebhookEvent::new(
+            Provider::Stripe,
+            Channel::Payment,
+            Outcome::Succeeded,
+            "charge.succeeded",
+            "evt_1",
+        );
+        let now = unix_time(1_700_000_100).unwrap();
+        assert_eq!(e.lag_seconds(now), None, "no timestamp, no lag");
+        e.time = unix_time(1_700_000_000);
+        assert_eq!(e.lag_seconds(now), Some(100.0));
+        e.time = unix_time(1_700_000_160);
+        assert_eq!(e.lag_seconds(now), Some(0.0), "clock skew clamps to 0");
+    }
 }
