@@ -154,6 +154,23 @@ fn dashboards_are_structurally_valid() {
                 "{name}: template variable `{v}` missing"
             );
         }
+        // Series labelled by database (statement statistics, per-pool gauges) follow the
+        // `database` variable on the Database dashboard.
+        let by_database = |expr: &str| {
+            metric_names(expr).iter().any(|m| {
+                (m.starts_with("vigil_query_") && m != "vigil_query_fingerprints")
+                    || [
+                        "vigil_pg_pool_size",
+                        "vigil_pg_pool_clients",
+                        "vigil_pg_pool_clients_active",
+                        "vigil_pg_pool_clients_waiting",
+                        "vigil_pg_pool_servers_active",
+                        "vigil_pg_pool_servers_idle",
+                        "vigil_pg_pool_pinned_clients",
+                    ]
+                    .contains(&m.as_str())
+            })
+        };
         let mut ids = BTreeSet::new();
         for p in obs::panels(d) {
             let id = p["id"]
@@ -177,6 +194,12 @@ fn dashboards_are_structurally_valid() {
                     expr.contains("instance=~\"$instance\""),
                     "{name} panel {id}: query does not filter on $instance: {expr}"
                 );
+                if name == "database.json" && by_database(expr) {
+                    assert!(
+                        expr.contains("database=~\"$database\""),
+                        "{name} panel {id}: query does not filter on $database: {expr}"
+                    );
+                }
             }
         }
         // No hard-coded hosts or instances anywhere in the file.
@@ -317,9 +340,12 @@ fn kubernetes_rule_copies_match_the_repository_rules() {
     }
 }
 
-/// Docker is not available in CI: the compose stack is validated, not run. Services present,
-/// every bind-mounted path exists, Prometheus's config passes `promtool check config`, and the
-/// admin token Prometheus sends is the one Vigil gets.
+/// Docker is not available in CI (nor on the build machine, which cannot pull images): the
+/// compose stack is validated, not run. Services present, every bind-mounted path exists,
+/// Prometheus's config passes `promtool check config` and its rule glob and Grafana's dashboard
+/// folder resolve through the mounts to the repository's rules and dashboards, the admin token
+/// Prometheus sends is the one Vigil gets, and Vigil's config passes `vigil check` in the
+/// container's layout (its mounts rebuilt as symlinks, the compose secrets as environment).
 #[test]
 fn compose_stack_is_consistent() {
     let root = obs::root();
@@ -355,4 +381,125 @@ fn compose_stack_is_consistent() {
     };
     let (ok, out) = obs::run(&promtool, &["check", "config", "prometheus.yml"], &dir);
     assert!(ok, "promtool check config:\n{out}");
+}
+
+/// Host path of `container_path` in a compose service, through its bind mounts.
+fn compose_host_path(
+    dir: &std::path::Path,
+    service: &Value,
+    container_path: &str,
+) -> Option<std::path::PathBuf> {
+    service["volumes"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| {
+            let mut parts = m.as_str()?.split(':');
+            let (src, target) = (parts.next()?, parts.next()?);
+            let rest = container_path.strip_prefix(target)?;
+            (src.starts_with('.') && (rest.is_empty() || rest.starts_with('/')))
+                .then(|| dir.join(src).join(rest.trim_start_matches('/')))
+        })
+        .next()
+}
+
+#[test]
+fn compose_mounts_resolve_and_vigil_config_passes_check() {
+    let dir = obs::root().join("deploy/compose");
+    let v: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap())
+            .unwrap();
+    let services = &v["services"];
+    // Prometheus loads every rule file of the repository.
+    let prom: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("prometheus.yml")).unwrap())
+            .unwrap();
+    for glob in prom["rule_files"].as_array().unwrap() {
+        let glob = glob.as_str().unwrap();
+        let folder = glob.rsplit_once('/').unwrap().0;
+        let host = compose_host_path(&dir, &services["prometheus"], folder)
+            .unwrap_or_else(|| panic!("prometheus: {folder} is not mounted"));
+        let n = std::fs::read_dir(&host)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "yml"))
+            .count();
+        assert!(n >= 1, "{glob} -> {}: no rule files", host.display());
+    }
+    // Grafana's dashboard provider reads the repository's dashboards.
+    let prov: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            obs::root().join("deploy/grafana/provisioning/dashboards/vigil.yml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let path = prov["providers"][0]["options"]["path"].as_str().unwrap();
+    let host = compose_host_path(&dir, &services["grafana"], path)
+        .unwrap_or_else(|| panic!("grafana: {path} is not mounted"));
+    assert!(host.join("database.json").exists(), "{}", host.display());
+    assert!(
+        compose_host_path(
+            &dir,
+            &services["grafana"],
+            "/etc/grafana/provisioning/dashboards"
+        )
+        .is_some_and(|p| p.join("vigil.yml").exists())
+    );
+
+    // Vigil: rebuild the container's file layout and run `vigil check` there.
+    let vigil = &services["vigil"];
+    let workdir = vigil["working_dir"].as_str().expect("vigil working_dir");
+    let config = vigil["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .skip_while(|a| *a != "--config")
+        .nth(1)
+        .expect("vigil --config")
+        .to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for m in vigil["volumes"].as_array().unwrap() {
+        let mut parts = m.as_str().unwrap().split(':');
+        let (src, target) = (parts.next().unwrap(), parts.next().unwrap());
+        let link = root.join(target.trim_start_matches('/'));
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(dir.join(src).canonicalize().unwrap(), &link).unwrap();
+    }
+    let cwd = root.join(workdir.trim_start_matches('/'));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.arg("check")
+        .arg("--config")
+        .arg(root.join(config.trim_start_matches('/')))
+        .current_dir(&cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, val) in vigil["environment"].as_object().expect("vigil environment") {
+        if k != "<<" {
+            cmd.env(k, val.as_str().unwrap());
+        }
+    }
+    for (k, val) in v["x-secrets"].as_object().expect("x-secrets") {
+        cmd.env(k, val.as_str().unwrap());
+    }
+    let out = cmd.output().expect("run vigil check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "vigil check in the compose layout:\n{text}"
+    );
+    assert!(text.contains("configuration ok"), "{text}");
+
+    // Negative: without the heavy-queries mount the same check fails (so the check can fail).
+    std::fs::remove_file(cwd.join("rules/heavy-queries.yaml")).unwrap();
+    let out = cmd.output().expect("run vigil check");
+    assert!(
+        !out.status.success(),
+        "vigil check passed without the rules mount"
+    );
 }

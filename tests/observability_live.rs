@@ -3,7 +3,10 @@
 //!
 //! 1. a short load through the proxies, plus the faults some panels need (an SQL error, a pinned
 //!    client, a pool timeout, a 5xx route, a refused request, a dead upstream instance, a dead
-//!    provider, an unverified and a failed-outcome webhook, failed notifications);
+//!    provider, an unverified and a failed-outcome webhook, failed notifications), cache hits (a
+//!    `[cache]` rule on the table the load reads), gateway sends whose delivery webhook never
+//!    came (posted to the incident intake, backdated past `missing_outcome_secs`) and an incident
+//!    acknowledged and resolved through the API;
 //! 2. every metric name in `dashboards/*.json` and `rules/prometheus/*.yml` must be exported;
 //! 3. a real Prometheus (Debian package) scrapes Vigil every second with the alert rules loaded;
 //!    every dashboard panel query, template variables substituted, must return data, and every
@@ -100,6 +103,13 @@ pool_timeout = 300
 [[pg.databases]]
 name = "crm"
 url = "postgres://postgres@127.0.0.1:{pg_port}/{db}"
+[[pg.databases]]
+name = "crm2"
+url = "postgres://postgres@127.0.0.1:{pg_port}/{db}"
+[cache]
+backend = "memory"
+rules = "{cache_rules}"
+listen = false
 [queries]
 bucket_secs = 2
 [http]
@@ -143,6 +153,7 @@ backoff_initial_secs = 1
         pid = std::process::id(),
         store = dir.join("vigil.db").display(),
         rules = dir.join("rules").display(),
+        cache_rules = dir.join("cache.yaml").display(),
     )
 }
 
@@ -156,6 +167,12 @@ fn write_rules(dir: &Path, provider: SocketAddr) {
         format!(
             "receivers:\n  - name: log\n    kind: log\n  - name: unset\n    kind: webhook\n    url: http://{provider}/hook\n    secret_env: VIGIL_OBS_TEST_UNSET_SECRET\n  - name: flaky\n    kind: webhook\n    url: http://{provider}/fail\n    secret_env: PATH\nroutes:\n  - name: all\n    receivers: [log, unset, flaky]\n"
         ),
+    )
+    .unwrap();
+    // The cache serves the table the load reads (`obs_items`, created in `faults`).
+    std::fs::write(
+        dir.join("cache.yaml"),
+        "default_ttl: 300\nrules:\n  - name: observability items\n    table: obs_items\n",
     )
     .unwrap();
 }
@@ -184,6 +201,8 @@ async fn steady_load(pg: SocketAddr, http: SocketAddr, stop: Arc<AtomicBool>) {
         n += 1;
         let _ = c.query("SELECT $1::int + 1", &[&(n as i32)]).await;
         let _ = c.simple_query("SELECT count(*) FROM pg_class").await;
+        // Cached by the `obs_items` rule: hits after the first fill.
+        let _ = c.simple_query("SELECT sum(qty) FROM obs_items").await;
         let _ = web.get(format!("http://{http}/contacts/{n}")).send().await;
         let _ = web.get(format!("http://{http}/fail/{n}")).send().await;
         let _ = web
@@ -226,6 +245,12 @@ async fn faults(running: &vigil::run::Running) {
     let http = running.http_addr.unwrap();
     // SQL error (class 22) and a pinned client (SET in transaction mode).
     let c = sql(pg, "crm").await;
+    c.simple_query(
+        "CREATE TABLE obs_items (id int PRIMARY KEY, qty int NOT NULL); \
+         INSERT INTO obs_items SELECT g, g FROM generate_series(1, 100) g",
+    )
+    .await
+    .unwrap();
     assert!(c.simple_query("SELECT 1/0").await.is_err());
     c.simple_query("SET application_name = 'obs'")
         .await
@@ -261,6 +286,79 @@ async fn faults(running: &vigil::run::Running) {
         .unwrap();
     let _ = r.status();
     page(running.incident_addr.unwrap(), "ObsTestFirst").await;
+    missing_outcomes(running.incident_addr.unwrap()).await;
+}
+
+/// Gateway sends of 20 minutes ago (past the default 15 min `missing_outcome_secs`), one with
+/// its delivery webhook, posted to the incident intake as a producer with message ids would:
+/// the detector holds the other three as missing outcomes.
+async fn missing_outcomes(incident: SocketAddr) {
+    use vigil_signal::{Channel, Outcome, Signal, Source};
+    let sent = chrono::Utc::now() - chrono::Duration::minutes(20);
+    let pid = std::process::id();
+    let mut batch: Vec<Signal> = (0..4)
+        .map(|i| {
+            Signal::new(Source::ProviderGateway, Channel::Email, Outcome::Accepted)
+                .with_id(format!("obs-send-{pid}-{i}"))
+                .with_time(sent)
+                .with_provider("sendgrid")
+                .with_attr("message_id", format!("obs-msg-{pid}-{i}"))
+        })
+        .collect();
+    batch.push(
+        Signal::new(Source::Webhook, Channel::Email, Outcome::Delivered)
+            .with_id(format!("obs-delivered-{pid}-0"))
+            .with_time(sent + chrono::Duration::seconds(30))
+            .with_provider("sendgrid")
+            .with_attr("message_id", format!("obs-msg-{pid}-0")),
+    );
+    let r = reqwest::Client::new()
+        .post(format!("http://{incident}/v1/signals"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// Acknowledge, then resolve, an open incident through the API; returns its id.
+async fn acknowledge_and_resolve(incident: SocketAddr) -> String {
+    let web = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let list: Value = web
+            .get(format!("http://{incident}/api/incidents"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let open = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["state"] == "open")
+            .and_then(|i| i["id"].as_str().map(str::to_owned));
+        if let Some(id) = open {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no open incident: {list}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for action in ["acknowledge", "resolve"] {
+        let r = web
+            .post(format!("http://{incident}/api/incidents/{id}/{action}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "{action}: {}",
+            r.text().await.unwrap()
+        );
+    }
+    id
 }
 
 /// Pool timeout: both server connections held in transactions, a third client waits 300 ms.
@@ -401,16 +499,6 @@ async fn prom_query(port: u16, q: &str) -> Value {
     v["data"]["result"].clone()
 }
 
-/// Whether a query result holds at least one finite value.
-fn has_data(result: &Value) -> bool {
-    result.as_array().into_iter().flatten().any(|s| {
-        s["value"][1]
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(f64::is_finite)
-    })
-}
-
 fn substitute(expr: &str) -> String {
     expr.replace("$__rate_interval", RATE_INTERVAL)
         .replace("${instance}", ".*")
@@ -469,7 +557,11 @@ async fn dashboards_and_rules_against_a_running_vigil_and_prometheus() {
                     })
                 })
             && m.lines()
-                .any(|l| l.starts_with("vigil_signals_received_total") && !l.ends_with(" 0"));
+                .any(|l| l.starts_with("vigil_signals_received_total") && !l.ends_with(" 0"))
+            && m.contains("vigil_incident_missing_outcomes{")
+            && m.contains("vigil_webhook_event_lag_seconds_bucket{")
+            && m.contains("vigil_cache_bypass_total{")
+            && obs::sample(&m, "vigil_cache_hits_total").is_some_and(|v| v > 0.0);
         if done || Instant::now() > deadline {
             break m;
         }
@@ -509,6 +601,56 @@ async fn dashboards_and_rules_against_a_running_vigil_and_prometheus() {
         exported.len()
     );
 
+    // The new gauges hold what /api/pools and the detector hold: a client pinned on `crm2` shows
+    // as pinned now, three sends miss their outcome.
+    let pinned = sql(running.pg_addr.unwrap(), "crm2").await;
+    pinned
+        .simple_query("SET application_name = 'obs-pinned'")
+        .await
+        .unwrap();
+    let m = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pool = "{database=\"crm2\",user=\"postgres\"}";
+    assert_eq!(
+        obs::sample(&m, &format!("vigil_pg_pool_pinned_clients{pool}")),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        obs::sample(&m, &format!("vigil_pg_pool_servers_active{pool}")),
+        Some(1.0),
+        "a pinned client holds its server: {m}"
+    );
+    assert_eq!(
+        obs::sample(&m, &format!("vigil_pg_pool_size{pool}")),
+        Some(2.0)
+    );
+    assert_eq!(
+        obs::sample(
+            &m,
+            "vigil_incident_missing_outcomes{channel=\"email\",provider=\"sendgrid\"}"
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    let api: Value = reqwest::get(format!("http://{admin}/api/pools"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let crm2 = api
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["database"] == "crm2")
+        .unwrap();
+    assert_eq!(crm2["pinned_clients"], 1, "{api}");
+
     // 3. A real Prometheus.
     let Some(bin) = obs::tool("prometheus", "prometheus") else {
         stop.store(true, Ordering::Relaxed);
@@ -533,6 +675,15 @@ async fn dashboards_and_rules_against_a_running_vigil_and_prometheus() {
         assert!(Instant::now() < deadline, "prometheus not ready:\n{log}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The dead-Redis instance fails (and gives up on) signal batches while Prometheus scrapes.
+    let other = dead_redis.http_addr.unwrap();
+    for _ in 0..3 {
+        let _ = reqwest::Client::new()
+            .post(format!("http://{other}/_provider/sendgrid/v3/mail/send"))
+            .body("{}")
+            .send()
+            .await;
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let up = prom_query(
@@ -553,6 +704,24 @@ async fn dashboards_and_rules_against_a_running_vigil_and_prometheus() {
     // below need happen again now, then a few scrapes.
     pool_timeout(running.pg_addr.unwrap()).await;
     page(running.incident_addr.unwrap(), "ObsTestSecond").await;
+    let acked = acknowledge_and_resolve(running.incident_addr.unwrap()).await;
+    let m = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        obs::sample(&m, "vigil_incident_incidents_acknowledged_total"),
+        Some(1.0),
+        "{acked}: {m}"
+    );
+    assert_eq!(
+        obs::sample(&m, "vigil_incident_time_to_acknowledge_seconds_count"),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(obs::sample(&m, "vigil_incident_incidents_resolved_total").is_some_and(|v| v >= 1.0));
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut empty = Vec::new();
     let queries = obs::panel_queries();
@@ -560,7 +729,7 @@ async fn dashboards_and_rules_against_a_running_vigil_and_prometheus() {
         let expr = substitute(&q.expr);
         let result = prom_query(prom.port, &expr).await;
         let allowed = NO_DATA_ALLOWED.iter().any(|(e, _)| *e == q.expr);
-        if !has_data(&result) && !allowed {
+        if !obs::has_data(&result) && !allowed {
             empty.push(format!(
                 "{} panel {} `{}` {}: {expr} -> {result}",
                 q.dashboard, q.panel_id, q.title, q.ref_id
@@ -570,7 +739,7 @@ async fn dashboards_and_rules_against_a_running_vigil_and_prometheus() {
     // Template variables: their selectors must match series too.
     for (what, sel) in obs::variable_queries() {
         let result = prom_query(prom.port, &format!("count({})", substitute(&sel))).await;
-        if !has_data(&result) {
+        if !obs::has_data(&result) {
             empty.push(format!("{what}: {sel}"));
         }
     }
@@ -584,7 +753,7 @@ async fn dashboards_and_rules_against_a_running_vigil_and_prometheus() {
         "VigilNotificationsFailing",
     ] {
         let result = prom_query(prom.port, &exprs[alert]).await;
-        if !has_data(&result) {
+        if !obs::has_data(&result) {
             empty.push(format!(
                 "alert {alert}: condition not met by its fault: {}",
                 exprs[alert]
@@ -610,6 +779,7 @@ async fn dashboards_and_rules_against_a_running_vigil_and_prometheus() {
     stop.store(true, Ordering::Relaxed);
     let _ = load.await;
     drop(prom);
+    drop(pinned);
     running.stop().await.unwrap();
     dead_redis.stop().await.unwrap();
     assert!(

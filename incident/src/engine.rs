@@ -117,6 +117,11 @@ impl Engine {
         self.silences = silences;
     }
 
+    /// The detector (read-only: metrics read its pending outcomes).
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
     pub fn correlator(&self) -> &Correlator {
         &self.correlator
     }

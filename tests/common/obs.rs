@@ -320,3 +320,22 @@ pub fn run(bin: &Path, args: &[&str], dir: &Path) -> (bool, String) {
         ),
     )
 }
+
+/// The value of one exported sample (`name{labels} value` or `name value`), if present.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Whether a query result holds at least one finite value.
+pub fn has_data(result: &Value) -> bool {
+    result.as_array().into_iter().flatten().any(|s| {
+        s["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(f64::is_finite)
+    })
+}

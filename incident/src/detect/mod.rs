@@ -105,6 +105,22 @@ impl Detector {
         self.groups.len()
     }
 
+    /// Gateway sends still without a delivery outcome past `missing_outcome_secs`, per group:
+    /// `(channel, target, count)`. Read for the `vigil_incident_missing_outcomes` gauge.
+    pub fn overdue_outcomes(&self, now_ms: i64) -> Vec<(String, String, u64)> {
+        self.pending
+            .iter()
+            .map(|(key, p)| {
+                let (channel, target) = key.split_once('/').unwrap_or((key.as_str(), "-"));
+                let cfg = self.overrides.get(channel).unwrap_or(&self.cfg);
+                let grace = i64::try_from(cfg.missing_outcome_secs).unwrap_or(i64::MAX / 1000);
+                let hi = now_ms - grace * 1000;
+                let n = p.ids.values().filter(|t| **t < hi).count() as u64;
+                (channel.to_string(), target.to_string(), n)
+            })
+            .collect()
+    }
+
     /// Account one signal.
     pub fn observe(&mut self, s: &Signal) {
         let t = s.time.timestamp_millis();

@@ -1,6 +1,14 @@
 //! Prometheus metrics of the pg proxy (all prefixed `vigil_pg_`; labels are bounded: SQLSTATE
-//! class is two characters, pin reason and pool mode are fixed enums).
+//! class is two characters, pin reason and pool mode are fixed enums, the per-pool gauges carry
+//! the `database` and `user` of a pool, bounded by the configured databases and users).
+//!
+//! The per-pool gauges (`vigil_pg_pool_*`) are read at scrape time from the same snapshot as
+//! `/api/pools` ([`PoolCollector`]): nothing on the statement path updates them.
 
+use std::sync::{Arc, OnceLock, Weak};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,6 +21,9 @@ type Labels = Vec<(&'static str, String)>;
 pub const WAIT_BUCKETS: [f64; 12] = [
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
+
+/// The proxy whose pools the collector reads; set once the proxy exists.
+pub(crate) type PoolSource = Arc<OnceLock<Weak<super::Inner>>>;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -28,6 +39,7 @@ pub struct Metrics {
     pub pins: Family<Labels, Counter>,
     pub cancels: Counter,
     pub auth_failures: Counter,
+    pub(crate) pool_source: PoolSource,
 }
 
 impl Metrics {
@@ -45,6 +57,7 @@ impl Metrics {
             pins: Family::default(),
             cancels: Counter::default(),
             auth_failures: Counter::default(),
+            pool_source: PoolSource::default(),
         };
         let r = registry;
         r.register(
@@ -107,7 +120,15 @@ impl Metrics {
             "Client authentication failures",
             m.auth_failures.clone(),
         );
+        r.register_collector(Box::new(PoolCollector {
+            source: m.pool_source.clone(),
+        }));
         m
+    }
+
+    /// Point the per-pool collector at the proxy (called once, when the proxy is built).
+    pub(crate) fn attach_pools(&self, inner: &Arc<super::Inner>) {
+        let _ = self.pool_source.set(Arc::downgrade(inner));
     }
 
     /// Count an error by SQLSTATE class (first two characters).
@@ -124,5 +145,90 @@ impl Metrics {
         self.pins
             .get_or_create(&vec![("reason", reason.as_str().to_owned())])
             .inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    database: String,
+    user: String,
+}
+
+/// Per-pool gauges, computed from [`super::api::pool_statuses`] on each scrape.
+struct PoolCollector {
+    source: PoolSource,
+}
+
+impl std::fmt::Debug for PoolCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolCollector").finish_non_exhaustive()
+    }
+}
+
+/// The per-pool gauges: name, help, value.
+type PoolGauge = (
+    &'static str,
+    &'static str,
+    fn(&super::api::PoolStatus) -> usize,
+);
+
+const POOL_GAUGES: [PoolGauge; 7] = [
+    (
+        "vigil_pg_pool_size",
+        "Configured server connections of the pool (pool_size)",
+        |p| p.pool_size,
+    ),
+    (
+        "vigil_pg_pool_clients",
+        "Client connections logged in to the pool",
+        |p| p.clients,
+    ),
+    (
+        "vigil_pg_pool_clients_active",
+        "Clients holding a server connection now",
+        |p| p.clients_active,
+    ),
+    (
+        "vigil_pg_pool_clients_waiting",
+        "Clients waiting for a server connection now",
+        |p| p.clients_waiting,
+    ),
+    (
+        "vigil_pg_pool_servers_active",
+        "Server connections checked out by a client now",
+        |p| p.servers_active,
+    ),
+    (
+        "vigil_pg_pool_servers_idle",
+        "Server connections idle in the pool now",
+        |p| p.servers_idle,
+    ),
+    (
+        "vigil_pg_pool_pinned_clients",
+        "Transaction-mode clients pinned to their server by session state now",
+        |p| p.pinned_clients,
+    ),
+];
+
+impl Collector for PoolCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(inner) = self.source.get().and_then(Weak::upgrade) else {
+            return Ok(());
+        };
+        let pools = super::api::pool_statuses(&inner);
+        for (name, help, value) in POOL_GAUGES {
+            let family = Family::<PoolLabels, Gauge>::default();
+            for p in &pools {
+                family
+                    .get_or_create(&PoolLabels {
+                        database: p.database.clone(),
+                        user: p.user.clone(),
+                    })
+                    .set(i64::try_from(value(p)).unwrap_or(i64::MAX));
+            }
+            let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+            family.encode(metric)?;
+        }
+        Ok(())
     }
 }
