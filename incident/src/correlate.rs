@@ -123,6 +123,13 @@ fn shares(a: &[String], b: &BTreeSet<String>) -> bool {
 fn rank_layers(findings: &[(Finding, Scope)], key: &str) -> Vec<(Layer, f64)> {
     let mut score: BTreeMap<Layer, f64> = BTreeMap::new();
     let mut add = |l: Layer, v: f64| *score.entry(l).or_default() += v;
+    // Application symptoms that joined a provider cause (the CRM's 502s while Stripe answers
+    // 5xx) weigh as one, however many routes show them: they must not outvote their cause.
+    let symptoms = findings
+        .iter()
+        .filter(|(f, _)| matches!(f.channel.as_str(), "http" | "automation"))
+        .count()
+        .max(1) as f64;
     for (f, scope) in findings {
         match (f.channel.as_str(), f.detector.as_str()) {
             ("db", _) => {
@@ -131,6 +138,9 @@ fn rank_layers(findings: &[(Finding, Scope)], key: &str) -> Vec<(Layer, f64)> {
             }
             ("alert", _) if key == "db" => add(Layer::Database, 2.0),
             ("alert", _) => add(Layer::App, 1.0),
+            ("http" | "automation", _) if key.starts_with("provider:") => {
+                add(Layer::App, 2.0 / symptoms);
+            }
             ("http" | "automation", _) => {
                 add(Layer::App, 2.0);
                 if key == "db" {

@@ -194,26 +194,23 @@ impl IncidentService {
         changes: Vec<Change>,
         notes: Vec<Notification>,
     ) -> Result<usize, StoreError> {
-        let store = &self.inner.store;
+        let entries = notes
+            .iter()
+            .map(|n| {
+                let entry = OutboxEntry {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    dedup_key: n.dedup_key.clone(),
+                    incident_id: n.incident_id.clone(),
+                    receiver: n.receiver.clone(),
+                    payload: serde_json::to_string(n)?,
+                };
+                Ok((entry, n.at_ms))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows: Vec<_> = changes.iter().map(|c| (&c.incident, &c.timeline)).collect();
+        let queued = self.inner.store.persist_changes(&rows, &entries).await?;
         for c in &changes {
-            store.upsert_incident(&c.incident).await?;
-            store.add_timeline(&c.timeline).await?;
-            if c.kind == ChangeKind::Opened {
-                self.inner.metrics.incidents_opened.inc();
-            }
-        }
-        let mut queued = 0;
-        for n in &notes {
-            let entry = OutboxEntry {
-                id: uuid::Uuid::now_v7().to_string(),
-                dedup_key: n.dedup_key.clone(),
-                incident_id: n.incident_id.clone(),
-                receiver: n.receiver.clone(),
-                payload: serde_json::to_string(n)?,
-            };
-            if store.enqueue_notification(&entry, n.at_ms).await? {
-                queued += 1;
-            }
+            self.inner.metrics.record_change(c);
         }
         Ok(queued)
     }
@@ -251,12 +248,17 @@ impl IncidentService {
             .map(|c| (c.incident.id.clone(), c.kind))
             .collect();
         let queued = self.persist_with_backlog(changes, notes).await?;
-        let open = lock(&self.inner.engine)
-            .correlator()
-            .incidents()
-            .filter(|i| i.state != IncidentState::Resolved)
-            .count();
+        let (open, overdue) = {
+            let engine = lock(&self.inner.engine);
+            let open = engine
+                .correlator()
+                .incidents()
+                .filter(|i| i.state != IncidentState::Resolved)
+                .count();
+            (open, engine.detector().overdue_outcomes(now_ms))
+        };
         self.inner.metrics.incidents_open.set(open as i64);
+        self.inner.metrics.set_missing_outcomes(&overdue);
         Ok(TickReport {
             changes: summary,
             notifications: queued,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod obs;
+pub mod receivers;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

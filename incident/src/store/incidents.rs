@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::outbox::{OutboxEntry, enqueue_notification_on};
 use super::{Store, StoreError};
 use crate::model::{
     Evidence, Incident, IncidentState, Layer, Note, Severity, Silence, TimelineEntry,
@@ -47,29 +48,32 @@ fn decode_incident(r: &AnyRow) -> Result<Incident, StoreError> {
 impl Store {
     /// Insert or replace an incident (the correlator owns its state; this persists it).
     pub async fn upsert_incident(&self, i: &Incident) -> Result<(), StoreError> {
-        let evidence = serde_json::to_string(&i.evidence)?;
-        sqlx::query(
-            "INSERT INTO incidents (id, correlation_key, state, severity, title, channel, layer, opened_ms, \
-             updated_ms, resolved_ms, evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (id) DO UPDATE SET correlation_key = excluded.correlation_key, state = excluded.state, \
-             severity = excluded.severity, title = excluded.title, channel = excluded.channel, \
-             layer = excluded.layer, updated_ms = excluded.updated_ms, resolved_ms = excluded.resolved_ms, \
-             evidence = excluded.evidence",
-        )
-        .bind(i.id.as_str())
-        .bind(i.correlation_key.as_str())
-        .bind(i.state.as_str())
-        .bind(i.severity.as_str())
-        .bind(i.title.as_str())
-        .bind(i.channel.as_str())
-        .bind(i.layer.as_str())
-        .bind(i.opened_ms)
-        .bind(i.updated_ms)
-        .bind(i.resolved_ms)
-        .bind(evidence)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        upsert_incident_on(self.pool(), i).await
+    }
+
+    /// Persist incident changes (each an incident row and its timeline entry) and queue their
+    /// notifications (each with its `at_ms`) in one transaction: a crash or a store error leaves
+    /// all of it or none, so an incident is never stored without its page, nor a page queued for
+    /// an incident that was not stored. Returns how many notifications were newly queued (a dedup
+    /// key already queued is skipped, so a retried batch pages once).
+    pub async fn persist_changes(
+        &self,
+        changes: &[(&Incident, &TimelineEntry)],
+        notes: &[(OutboxEntry, i64)],
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for (i, t) in changes {
+            upsert_incident_on(&mut *tx, i).await?;
+            add_timeline_on(&mut *tx, t).await?;
+        }
+        let mut queued = 0;
+        for (e, at_ms) in notes {
+            if enqueue_notification_on(&mut *tx, e, *at_ms).await? {
+                queued += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(queued)
     }
 
     pub async fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
@@ -121,19 +125,7 @@ impl Store {
     }
 
     pub async fn add_timeline(&self, e: &TimelineEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO incident_timeline (id, incident_id, at_ms, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(e.id.as_str())
-        .bind(e.incident_id.as_str())
-        .bind(e.at_ms)
-        .bind(e.kind.as_str())
-        .bind(e.actor.as_str())
-        .bind(e.detail.as_str())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        add_timeline_on(self.pool(), e).await
     }
 
     pub async fn timeline(&self, incident_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
@@ -260,4 +252,54 @@ impl Store {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// [`Store::upsert_incident`] on a pool or an open transaction.
+pub(crate) async fn upsert_incident_on<'e, E>(ex: E, i: &Incident) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let evidence = serde_json::to_string(&i.evidence)?;
+    sqlx::query(
+        "INSERT INTO incidents (id, correlation_key, state, severity, title, channel, layer, opened_ms, \
+         updated_ms, resolved_ms, evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (id) DO UPDATE SET correlation_key = excluded.correlation_key, state = excluded.state, \
+         severity = excluded.severity, title = excluded.title, channel = excluded.channel, \
+         layer = excluded.layer, updated_ms = excluded.updated_ms, resolved_ms = excluded.resolved_ms, \
+         evidence = excluded.evidence",
+    )
+    .bind(i.id.as_str())
+    .bind(i.correlation_key.as_str())
+    .bind(i.state.as_str())
+    .bind(i.severity.as_str())
+    .bind(i.title.as_str())
+    .bind(i.channel.as_str())
+    .bind(i.layer.as_str())
+    .bind(i.opened_ms)
+    .bind(i.updated_ms)
+    .bind(i.resolved_ms)
+    .bind(evidence)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// [`Store::add_timeline`] on a pool or an open transaction.
+pub(crate) async fn add_timeline_on<'e, E>(ex: E, e: &TimelineEntry) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO incident_timeline (id, incident_id, at_ms, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(e.id.as_str())
+    .bind(e.incident_id.as_str())
+    .bind(e.at_ms)
+    .bind(e.kind.as_str())
+    .bind(e.actor.as_str())
+    .bind(e.detail.as_str())
+    .execute(ex)
+    .await?;
+    Ok(())
 }

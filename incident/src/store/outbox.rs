@@ -59,19 +59,7 @@ impl Store {
         e: &OutboxEntry,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO outbox (id, dedup_key, incident_id, receiver, payload, state, attempts, next_attempt_ms, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) ON CONFLICT (dedup_key) DO NOTHING",
-        )
-        .bind(e.id.as_str())
-        .bind(e.dedup_key.as_str())
-        .bind(e.incident_id.as_str())
-        .bind(e.receiver.as_str())
-        .bind(e.payload.as_str())
-        .bind(now_ms)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        enqueue_notification_on(self.pool(), e, now_ms).await
     }
 
     /// Claim up to `limit` due notifications for `owner` until `now_ms + lease_ms`.
@@ -189,4 +177,28 @@ impl Store {
         }
         Ok(stats)
     }
+}
+
+/// [`Store::enqueue_notification`] on a pool or an open transaction.
+pub(crate) async fn enqueue_notification_on<'e, E>(
+    ex: E,
+    e: &OutboxEntry,
+    now_ms: i64,
+) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let done = sqlx::query(
+        "INSERT INTO outbox (id, dedup_key, incident_id, receiver, payload, state, attempts, next_attempt_ms, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(e.id.as_str())
+    .bind(e.dedup_key.as_str())
+    .bind(e.incident_id.as_str())
+    .bind(e.receiver.as_str())
+    .bind(e.payload.as_str())
+    .bind(now_ms)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
