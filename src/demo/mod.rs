@@ -1,6 +1,7 @@
 //! `vigil demo`: the whole story in one command.
 //!
-//! Starts a throwaway PostgreSQL from the system binaries, seeds the sample CRM, starts the
+//! Starts a throwaway PostgreSQL (and Redis for the cache when `redis-server` is installed; the
+//! in-memory cache otherwise) from the system binaries, seeds the sample CRM, starts the
 //! provider simulators, Vigil itself (pg proxy, http proxy, incident service with a SQLite store,
 //! all in this process), the CRM (its database URL is Vigil's pg proxy, its provider calls go
 //! through Vigil's gateway, its webhooks arrive through Vigil's reverse proxy) and a traffic
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use vigil_democrm::{App, AppConfig, Scale, SimConfig, Simulators, Traffic, TrafficConfig};
 use vigil_incident::model::{Incident, IncidentState, Severity};
 use vigil_incident::store::incidents::IncidentFilter;
-use vigil_testkit::{PgServer, free_port};
+use vigil_testkit::{PgServer, RedisServer, free_port};
 
 pub use scenario::Scenario;
 
@@ -75,6 +76,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         .context("start PostgreSQL (needs the Debian package `postgresql`)")?;
     pg.psql("postgres", "CREATE DATABASE crm")
         .context("create the CRM database")?;
+    // Redis for the cache when `redis-server` is installed; the in-memory cache otherwise.
+    let redis = if vigil_testkit::which("redis-server").is_some() {
+        say("== starting a throwaway Redis (the cache's backend)");
+        Some(
+            tokio::task::spawn_blocking(RedisServer::start_new)
+                .await?
+                .context("start Redis")?,
+        )
+    } else {
+        None
+    };
     let direct_url = pg.url("crm");
     let scale = if opts.small {
         Scale::tiny()
@@ -102,9 +114,20 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     });
 
     say("== starting Vigil (pg proxy, http proxy, incident service)");
-    let config_text = setup::vigil_config(&ports, pg.port(), &sims, dir.path());
+    let redis_url = redis.as_ref().map(RedisServer::url);
+    let config_text =
+        setup::vigil_config(&ports, pg.port(), &sims, dir.path(), redis_url.as_deref());
     std::fs::write(dir.path().join("vigil.toml"), &config_text)?;
     setup::write_rules(&dir.path().join("rules"))?;
+    setup::write_cache_rules(dir.path())?;
+    setup::write_query_rules(dir.path())?;
+    say(match &redis {
+        Some(r) => format!(
+            "   cache backend: redis (throwaway redis-server on 127.0.0.1:{})",
+            r.port()
+        ),
+        None => "   cache backend: memory (redis-server not found)".to_string(),
+    });
     let config = crate::config::Config::parse(&config_text, &|_| None)?;
     config.validate(dir.path())?;
     let vigil = crate::run::start(&config, dir.path()).await?;
@@ -230,6 +253,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let _ = crm_task.await;
     vigil.stop().await?;
     let _ = sim_task.await;
+    drop(redis);
     drop(pg);
     if opts.keep {
         let kept: PathBuf = dir.keep();
