@@ -113,6 +113,13 @@ async fn respond(req: Request<Incoming>, hits: Hits) -> Result<Response<Full<Byt
             r#"{"errors":[{"message":"Does not contain a valid address: jane@example.com","field":"personalizations.0.to.0.email"}]}"#,
             None,
         ),
+        // Accepted sends carry the provider's message id: a header (SendGrid) or the body (Mailgun).
+        "/v3/mail/ok" => (202, "", Some(("x-message-id", "LRzXl_NHStOGhQ4kofSm_A"))),
+        "/v3/example.org/messages" => (
+            200,
+            r#"{"id":"<20160421175529.19495.89030.B3AE3728@example.org>","message":"Queued. Thank you."}"#,
+            None,
+        ),
         _ => (404, "{}", None),
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -157,6 +164,11 @@ async fn gateway_outcomes_are_classified_and_signalled() {
                 "twilio",
                 format!("https://localhost:{}", refused.port()),
                 ProviderChannel::Sms,
+            ),
+            provider(
+                "mailgun",
+                format!("https://localhost:{}", tp.port),
+                ProviderChannel::Email,
             ),
         ],
         ca_file: Some(ca),
@@ -312,6 +324,42 @@ async fn gateway_outcomes_are_classified_and_signalled() {
     let s = proxy.next_signal().await.unwrap();
     assert_eq!(s.code.as_deref(), Some("personalizations.0.to.0.email"));
     assert!(!s.to_json().contains("jane@example.com"));
+    assert!(!s.attrs.contains_key("message_id"));
+
+    // Accepted sends carry the provider's message id, as the delivery webhooks will repeat it
+    // (SendGrid's `sg_message_id` prefix, Mailgun's `message-id` without angle brackets); the
+    // body the client gets is untouched.
+    let r = call(reqwest::Method::POST, "/_provider/sendgrid/v3/mail/ok")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["x-message-id"], "LRzXl_NHStOGhQ4kofSm_A");
+    let s = proxy.next_signal().await.unwrap();
+    assert_eq!(s.outcome, Outcome::Accepted);
+    assert_eq!(
+        s.attrs.get("message_id").map(String::as_str),
+        Some("LRzXl_NHStOGhQ4kofSm_A")
+    );
+    let r = call(
+        reqwest::Method::POST,
+        "/_provider/mailgun/v3/example.org/messages",
+    )
+    .body("to=a")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Queued. Thank you."));
+    let s = proxy.next_signal().await.unwrap();
+    assert_eq!(
+        (s.outcome, s.attrs.get("message_id").map(String::as_str)),
+        (
+            Outcome::Accepted,
+            Some("20160421175529.19495.89030.B3AE3728@example.org")
+        )
+    );
 
     let m = proxy.metrics();
     assert_eq!(

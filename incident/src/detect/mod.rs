@@ -167,6 +167,8 @@ impl Detector {
                 }
                 *p.sent.entry(minute).or_default() += 1;
             } else if s.source == Source::Webhook
+                // "processed", "queued", "deferred" say nothing about delivery yet.
+                && !matches!(s.outcome, Outcome::Accepted | Outcome::Deferred)
                 && let Some(p) = self.pending.get_mut(&key)
             {
                 p.ids.remove(id);

@@ -287,3 +287,34 @@ fn a_live_tick_inside_a_minute_sees_that_minute() {
         "{active:?}"
     );
 }
+
+#[test]
+fn only_a_delivery_outcome_settles_a_send() {
+    let mut d = Detector::new(DetectConfig::default());
+    let event = |outcome: Outcome, id: &str| {
+        Signal::new(Source::Webhook, Channel::Email, outcome)
+            .with_id(format!("{id}-{outcome:?}"))
+            .with_time(at(1))
+            .with_provider("sendgrid")
+            .with_attr("message_id", id)
+    };
+    for id in ["a", "b", "c"] {
+        d.observe(
+            &Signal::new(Source::ProviderGateway, Channel::Email, Outcome::Accepted)
+                .with_id(format!("send-{id}"))
+                .with_time(at(0))
+                .with_provider("sendgrid")
+                .with_attr("message_id", id),
+        );
+        // SendGrid's "processed" and "deferred" come first and say nothing about delivery.
+        d.observe(&event(Outcome::Accepted, id));
+        d.observe(&event(Outcome::Deferred, id));
+    }
+    d.observe(&event(Outcome::Delivered, "a"));
+    d.observe(&event(Outcome::Failed, "b"));
+    let overdue = d.overdue_outcomes(T0 + 60 * MINUTE_MS);
+    assert_eq!(
+        overdue,
+        vec![("email".to_string(), "sendgrid".to_string(), 1)]
+    );
+}

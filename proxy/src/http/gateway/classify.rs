@@ -51,6 +51,9 @@ pub struct GatewayOutcome {
     pub retry_after: Option<Duration>,
     pub permanent: Option<bool>,
     pub scope: Scope,
+    /// The provider's id for an accepted message ([`message_id`]), so the incident service can
+    /// tell which sends never got a delivery webhook.
+    pub message_id: Option<String>,
 }
 
 impl GatewayOutcome {
@@ -63,6 +66,7 @@ impl GatewayOutcome {
             retry_after: None,
             permanent: None,
             scope,
+            message_id: None,
         }
     }
 
@@ -96,8 +100,60 @@ impl GatewayOutcome {
         if let Some(ra) = self.retry_after {
             s = s.with_attr("retry_after_secs", ra.as_secs().to_string());
         }
+        if let Some(id) = self
+            .message_id
+            .as_ref()
+            .filter(|_| outcome == Outcome::Accepted)
+        {
+            s = s.with_attr("message_id", id.clone());
+        }
         s
     }
+}
+
+/// Whether an accepted response of `provider` carries its message id in the body (the gateway
+/// then reads a small success body; SendGrid puts it in a header).
+pub fn message_id_in_body(provider: &str) -> bool {
+    matches!(provider, "twilio" | "postmark" | "mailgun" | "ses")
+}
+
+/// The message id of an accepted send: SendGrid's `X-Message-Id` header, Twilio's `sid`,
+/// Postmark's `MessageID`, Mailgun's `id`, SES's `MessageId`. Normalized with [`message_ref`] so
+/// it equals what the provider's delivery webhooks carry. Stripe answers synchronously: none.
+pub fn message_id(provider: &str, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let raw = match provider {
+        "sendgrid" => headers.get("x-message-id")?.to_str().ok()?.to_string(),
+        "twilio" | "postmark" | "mailgun" | "ses" => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            let key = match provider {
+                "twilio" => "sid",
+                "postmark" => "MessageID",
+                "mailgun" => "id",
+                _ => "MessageId",
+            };
+            v.get(key)?.as_str()?.to_string()
+        }
+        _ => return None,
+    };
+    message_ref(&raw)
+}
+
+/// A provider message id as both sides carry it: angle brackets and whitespace trimmed (Mailgun
+/// sends `<id>`, its webhooks `id`), SendGrid's `sg_message_id` suffix after the first `.` dropped
+/// (its webhooks append the filter host to the `X-Message-Id`). `None` when empty or longer than
+/// 256 bytes (not an id).
+pub fn message_ref(raw: &str) -> Option<String> {
+    let id = raw
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    (!id.is_empty() && id.len() <= 256).then(|| id.to_string())
+}
+
+/// SendGrid's webhook `sg_message_id` (`<X-Message-Id>.<filter host>...`) as a [`message_ref`].
+pub fn sendgrid_message_ref(sg_message_id: &str) -> Option<String> {
+    message_ref(sg_message_id.split('.').next().unwrap_or_default())
 }
 
 /// Classifies a call that got no response.
@@ -306,5 +362,48 @@ mod tests {
         assert_eq!(o.code.as_deref(), Some("personalizations.0.to.0.email"));
         let sig = o.to_signal("sendgrid", Channel::Email).to_json();
         assert!(!sig.contains("a@b.c"));
+    }
+
+    #[test]
+    fn message_ids_match_between_sends_and_webhooks() {
+        let mut h = HeaderMap::new();
+        h.insert("x-message-id", "LRzXl_NHStOGhQ4kofSm_A".parse().unwrap());
+        let sent = message_id("sendgrid", &h, b"").unwrap();
+        assert_eq!(
+            sendgrid_message_ref(
+                "LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0"
+            ),
+            Some(sent)
+        );
+        let none = HeaderMap::new();
+        assert_eq!(
+            message_id("twilio", &none, br#"{"sid":"SM123","status":"queued"}"#).as_deref(),
+            Some("SM123")
+        );
+        assert_eq!(
+            message_id(
+                "mailgun",
+                &none,
+                br#"{"id":"<2016.1@example.org>","message":"Queued"}"#
+            )
+            .as_deref(),
+            Some("2016.1@example.org")
+        );
+        assert_eq!(message_id("stripe", &none, br#"{"id":"pi_1"}"#), None);
+        assert_eq!(message_id("twilio", &none, b"not json"), None);
+        let accepted = classify_response("sendgrid", 202, &h, b"", chrono::Utc::now());
+        let mut o = accepted.clone();
+        o.message_id = message_id("sendgrid", &h, b"");
+        let s = o.to_signal("sendgrid", Channel::Email);
+        assert_eq!(
+            s.attrs.get("message_id").map(String::as_str),
+            Some("LRzXl_NHStOGhQ4kofSm_A")
+        );
+        assert!(
+            !accepted
+                .to_signal("sendgrid", Channel::Email)
+                .attrs
+                .contains_key("message_id")
+        );
     }
 }

@@ -21,6 +21,7 @@ use super::forward::{is_idempotent, upstream_response};
 use super::headers::strip_hop_by_hop;
 use super::metrics::GatewayLabels;
 use super::{HttpProxy, Live, RequestCtx, error_response};
+use crate::http::gateway::classify::{message_id, message_id_in_body};
 use crate::http::gateway::{GatewayOutcome, TransportFailure, classify_failure, classify_response};
 
 /// Error bodies up to this size are read for provider error codes.
@@ -195,8 +196,13 @@ impl HttpProxy {
             .size_hint()
             .exact()
             .is_some_and(|n| n <= MAX_CLASSIFIED_BODY);
-        if status < 400 || !small {
-            let o = classify_response(provider, status, resp.headers(), b"", now);
+        // A small accepted body is read when it carries the message id (Twilio, Postmark, ...).
+        let wants_body = status >= 400 || message_id_in_body(provider);
+        if !small || !wants_body {
+            let mut o = classify_response(provider, status, resp.headers(), b"", now);
+            if status < 300 {
+                o.message_id = message_id(provider, resp.headers(), b"");
+            }
             return (upstream_response(resp.map(super::body::boxed)), o);
         }
         let (mut parts, incoming) = resp.into_parts();
@@ -204,7 +210,10 @@ impl HttpProxy {
             Ok(c) => c.to_bytes(),
             Err(_) => Bytes::new(),
         };
-        let o = classify_response(provider, status, &parts.headers, &bytes, now);
+        let mut o = classify_response(provider, status, &parts.headers, &bytes, now);
+        if status < 300 {
+            o.message_id = message_id(provider, &parts.headers, &bytes);
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
         (Response::from_parts(parts, body::full(bytes)), o)

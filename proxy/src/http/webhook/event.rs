@@ -24,6 +24,9 @@ pub struct WebhookEvent {
     /// The provider's event id (unique per event), used for the deterministic signal id.
     pub event_id: String,
     pub time: Option<DateTime<Utc>>,
+    /// The provider's id of the message this event is about, as the gateway saw it when the
+    /// send was accepted (see `gateway::classify::message_ref`).
+    pub message_id: Option<String>,
 }
 
 impl WebhookEvent {
@@ -46,6 +49,7 @@ impl WebhookEvent {
             provider_event: provider_event.into(),
             event_id: event_id.into(),
             time: None,
+            message_id: None,
         }
     }
 
@@ -76,6 +80,9 @@ impl WebhookEvent {
         }
         if let Some(sub) = &self.subject {
             s = s.with_subject(sub.clone());
+        }
+        if let Some(id) = &self.message_id {
+            s = s.with_attr("message_id", id.clone());
         }
         s
     }

@@ -13,6 +13,7 @@ use vigil_signal::{Channel, Outcome, Scope};
 
 use super::event::digest_id;
 use super::{ParseError, Provider, VerifyError, WebhookEvent, str_at};
+use crate::http::gateway::classify::message_ref;
 use crate::http::pii::{PiiHasher, PiiKind};
 
 /// The signed values, wherever the body carried them.
@@ -189,6 +190,7 @@ pub fn parse(
         e.code = str_at(d, &["delivery-status", "code"]).map(|c| c.into_owned());
     }
     e.subject = str_at(d, &["recipient"]).map(|r| hasher.hash(PiiKind::Email, &r));
+    e.message_id = str_at(d, &["message", "headers", "message-id"]).and_then(|m| message_ref(&m));
     e.time = d
         .get("timestamp")
         .and_then(Value::as_f64)
@@ -220,6 +222,7 @@ fn parse_legacy(body: &[u8], hasher: &PiiHasher) -> Result<Vec<WebhookEvent>, Pa
     if outcome == Outcome::Failed {
         e.code = fields.get("code").cloned();
     }
+    e.message_id = fields.get("Message-Id").and_then(|m| message_ref(m));
     e.subject = fields
         .get("recipient")
         .map(|r| hasher.hash(PiiKind::Email, r));

@@ -7,6 +7,7 @@ use vigil_signal::{Channel, Outcome, Scope};
 
 use super::event::digest_id;
 use super::{ParseError, Provider, VerifyError, WebhookEvent, ct_eq, str_at};
+use crate::http::gateway::classify::message_ref;
 use crate::http::pii::{PiiHasher, PiiKind};
 
 /// Checks `Authorization: Basic ...` against `user:password` in constant time.
@@ -112,5 +113,6 @@ fn event(v: &Value, record: &str, outcome: Outcome, hasher: &PiiHasher) -> Webho
     e.subject = str_at(v, &["Email"])
         .or_else(|| str_at(v, &["Recipient"]))
         .map(|r| hasher.hash(PiiKind::Email, &r));
+    e.message_id = str_at(v, &["MessageID"]).and_then(|m| message_ref(&m));
     e
 }

@@ -11,6 +11,7 @@ use vigil_signal::{Channel, Outcome, Scope};
 
 use super::event::{digest_id, unix_time};
 use super::{ParseError, Provider, VerifyError, WebhookEvent, str_at};
+use crate::http::gateway::classify::sendgrid_message_ref;
 use crate::http::pii::{PiiHasher, PiiKind};
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
@@ -104,6 +105,7 @@ pub fn parse(body: &[u8], hasher: &PiiHasher) -> Result<Vec<WebhookEvent>, Parse
             e.scope = Scope::Sender;
         }
         e.subject = str_at(item, &["email"]).map(|m| hasher.hash(PiiKind::Email, &m));
+        e.message_id = str_at(item, &["sg_message_id"]).and_then(|m| sendgrid_message_ref(&m));
         e.time = item
             .get("timestamp")
             .and_then(Value::as_i64)

@@ -14,6 +14,7 @@ use serde_json::Value;
 use vigil_signal::{Channel, Outcome, Scope};
 
 use super::{ParseError, Provider, VerifyError, WebhookEvent, str_at};
+use crate::http::gateway::classify::message_ref;
 use crate::http::pii::{PiiHasher, PiiKind};
 
 /// A boxed future, for the object-safe [`CertSource`].
@@ -226,6 +227,7 @@ pub fn parse(body: &[u8], hasher: &PiiHasher) -> Result<Vec<WebhookEvent>, Parse
     let kind = str_at(&m, &["eventType"])
         .or_else(|| str_at(&m, &["notificationType"]))
         .ok_or(ParseError::Missing("eventType"))?;
+    let message_id = str_at(&m, &["mail", "messageId"]).and_then(|id| message_ref(&id));
     let destinations = || -> Vec<String> {
         m.get("mail")
             .and_then(|x| x.get("destination"))
@@ -325,6 +327,7 @@ pub fn parse(body: &[u8], hasher: &PiiHasher) -> Result<Vec<WebhookEvent>, Parse
             e.permanent = permanent;
             e.scope = scope;
             e.subject = addr.map(|a| hasher.hash(PiiKind::Email, &a));
+            e.message_id = message_id.clone();
             e
         })
         .collect())

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use vigil_signal::{Channel, Outcome, Scope};
 
 use super::{ParseError, Provider, VerifyError, WebhookEvent, ct_eq};
+use crate::http::gateway::classify::message_ref;
 use crate::http::pii::{PiiHasher, PiiKind};
 use base64::Engine;
 
@@ -142,6 +143,7 @@ pub fn parse(body: &[u8], hasher: &PiiHasher) -> Result<Vec<WebhookEvent>, Parse
         e.code = error_code;
     }
     e.subject = to.map(|t| hasher.hash(PiiKind::Phone, &t));
+    e.message_id = message_ref(&sid);
     Ok(vec![e])
 }
 
