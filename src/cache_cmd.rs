@@ -1,9 +1,11 @@
 //! `vigil cache ...`: the `[cache]` section turned into the proxy's [`CacheSettings`], and the
 //! operator commands.
 //!
-//! - `vigil cache flush [--table T] [--database D]`: asks the running Vigil (admin API,
-//!   `POST /api/cache/flush`) to invalidate everything or one table; with Redis this reaches
-//!   every replica (generations live in Redis).
+//! - `vigil cache flush [--table T] [--database D]`: invalidates everything, one database, or
+//!   the entries reading one table. Backend `redis`: straight through Redis (the same
+//!   generation bumps a write makes, or a new epoch for everything; the broadcast evicts every
+//!   replica's L1), no running Vigil needed. Backend `memory`: asks the running Vigil (admin
+//!   API, `POST /api/cache/flush`).
 //! - `vigil cache install [--database D]`: installs the NOTIFY triggers that let Vigil follow
 //!   writes made outside it (see the README's Cache section), on every `[pg]` database.
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vigil_proxy::cache::remote::{FlushScope, flush_redis, redis_endpoint};
 use vigil_proxy::cache::{Backend, Cache, CacheSettings};
 
 use crate::config::{CacheBackend, CacheConfig, Config, resolve};
@@ -32,12 +35,78 @@ pub fn settings(c: &CacheConfig, base: &Path) -> CacheSettings {
         compress_above: c.compress_above,
         max_entry_bytes: c.max_entry_bytes,
         listen: c.listen,
+        fill_lock_wait: Duration::from_millis(c.fill_lock_wait_ms),
         ..CacheSettings::default()
     }
 }
 
-/// `vigil cache flush`.
+/// `vigil cache flush`: through Redis with backend `redis`, else through the admin API.
 pub async fn flush(
+    config: &Config,
+    table: Option<&str>,
+    database: Option<&str>,
+) -> anyhow::Result<String> {
+    match &config.cache {
+        Some(c) if c.backend == CacheBackend::Redis => {
+            flush_shared(config, c, table, database).await
+        }
+        _ => flush_admin(config, table, database).await,
+    }
+}
+
+/// How long `vigil cache flush` waits for Redis.
+const REDIS_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn flush_shared(
+    config: &Config,
+    c: &CacheConfig,
+    table: Option<&str>,
+    database: Option<&str>,
+) -> anyhow::Result<String> {
+    let url = c
+        .url
+        .as_deref()
+        .context("[cache] url is required with backend = \"redis\"")?;
+    let configured: Vec<String> = config
+        .pg
+        .iter()
+        .flat_map(|pg| pg.databases.iter().map(|d| d.name.clone()))
+        .collect();
+    let databases: Vec<String> = match database {
+        Some(d) if !configured.iter().any(|n| n == d) => {
+            bail!("no [pg] database named {d:?}")
+        }
+        Some(d) => vec![d.to_owned()],
+        None => configured,
+    };
+    let (scope, what) = match (table, database) {
+        (Some(t), _) => {
+            if databases.is_empty() {
+                bail!("no [pg] database to flush table {t:?} in");
+            }
+            (
+                FlushScope::Table {
+                    databases: &databases,
+                    table: t,
+                },
+                format!("entries reading {t} in {}", databases.join(", ")),
+            )
+        }
+        (None, Some(_)) => (
+            FlushScope::Databases(&databases),
+            format!("every entry of {}", databases.join(", ")),
+        ),
+        (None, None) => (FlushScope::Everything, "every entry".to_owned()),
+    };
+    flush_redis(url, &c.prefix, scope, REDIS_FLUSH_TIMEOUT).await?;
+    Ok(format!(
+        "flushed {what} (Redis at {}; every replica's L1 follows)",
+        redis_endpoint(url)
+    ))
+}
+
+/// The memory backend lives in the running Vigil: ask its admin API.
+async fn flush_admin(
     config: &Config,
     table: Option<&str>,
     database: Option<&str>,

@@ -148,6 +148,22 @@ fn component_sections_are_validated_with_the_field_named() {
     let (code, text) = check(&p, &[]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("field `incident.store`"), "{text}");
+    write(&dir, "cache.yaml", "rules: []\n");
+    let p = write(
+        &dir,
+        "y.toml",
+        "[cache]\nrules = \"cache.yaml\"\nfill_lock_wait_ms = 60000\n",
+    );
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("field `cache.fill_lock_wait_ms`"), "{text}");
+    let p = write(
+        &dir,
+        "z.toml",
+        "[cache]\nrules = \"cache.yaml\"\nfill_lock_wait_ms = 0\n",
+    );
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 0, "{text}");
 }
 
 #[test]

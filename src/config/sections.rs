@@ -81,6 +81,9 @@ pub struct CacheConfig {
     pub max_entry_bytes: usize,
     /// Follow writes made outside Vigil (LISTEN; needs `vigil cache install`).
     pub listen: bool,
+    /// Backend `redis`: how long a miss waits for another replica already running the same
+    /// statement (it holds the key's fill lock) before running it itself; 0 turns the lock off.
+    pub fill_lock_wait_ms: u64,
 }
 
 impl Default for CacheConfig {
@@ -95,12 +98,23 @@ impl Default for CacheConfig {
             compress_above: 16 << 10,
             max_entry_bytes: 8 << 20,
             listen: true,
+            fill_lock_wait_ms: 250,
         }
     }
 }
 
+/// The longest `fill_lock_wait_ms` (a miss never waits longer than the in-replica single
+/// flight, 10 s).
+pub const MAX_FILL_LOCK_WAIT_MS: u64 = 10_000;
+
 impl CacheConfig {
     pub fn validate(&self, base: &Path) -> Result<(), ConfigError> {
+        if self.fill_lock_wait_ms > MAX_FILL_LOCK_WAIT_MS {
+            return Err(ConfigError::invalid(
+                "cache.fill_lock_wait_ms",
+                format!("must be at most {MAX_FILL_LOCK_WAIT_MS} (0 turns the fill lock off)"),
+            ));
+        }
         if self.backend == CacheBackend::Redis {
             check_url(
                 self.url.as_deref(),

@@ -15,16 +15,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
-
 use vigil_analyzer::StatementKind;
 
+use super::Cache;
 use super::eligibility::{self, BypassReason, WriteEffect};
 use super::key::{self, Key, KeyInput};
 use super::meta::DbMeta;
 use super::rules::Decision;
+use super::stampede::{FillLock, Flight, FlightGuard};
 use super::store::Entry;
-use super::{Cache, lock};
 use crate::pg::protocol::extended::{Bind, Parse};
 use crate::pg::protocol::{RawMessage, simple};
 use crate::pg::session::{Pending, Session};
@@ -122,19 +121,6 @@ pub(crate) struct SessionCache {
     session_snapshot: bool,
 }
 
-/// Removes its single-flight slot when dropped (waiters then look again).
-struct FlightGuard {
-    cache: Arc<Cache>,
-    key: Key,
-    _tx: watch::Sender<()>,
-}
-
-impl Drop for FlightGuard {
-    fn drop(&mut self) {
-        lock(&self.cache.flights).remove(&self.key);
-    }
-}
-
 /// A response being captured for the cache.
 pub(crate) struct Fill {
     cache: Arc<Cache>,
@@ -146,6 +132,9 @@ pub(crate) struct Fill {
     limit: usize,
     started: Instant,
     poisoned: bool,
+    /// The Redis fill lock held for the key (released once the entry is stored, or on drop).
+    lock: Option<FillLock>,
+    /// This replica's single flight for the key (dropped last: waiters then find the entry).
     _flight: Option<FlightGuard>,
 }
 
@@ -174,7 +163,7 @@ impl Fill {
     }
 
     /// The statement completed (its CommandComplete was pushed): store the result.
-    pub fn finish(self) {
+    pub fn finish(mut self) {
         if self.poisoned {
             return;
         }
@@ -205,6 +194,7 @@ impl Fill {
                 ttl: d.ttl,
                 observe: d.observe_only,
             },
+            self.lock.take(),
         );
         self.cache.stats.filled(self.fp, bytes);
     }
@@ -358,6 +348,7 @@ impl Session {
                         limit: 0,
                         started: Instant::now(),
                         poisoned: false,
+                        lock: None,
                         _flight: None,
                     }));
                 }
@@ -431,42 +422,34 @@ impl Session {
                     return Outcome::Pass;
                 }
             }
-            // Miss: become the one fill for this key, or wait for the one in flight.
-            let waiting = {
-                let mut f = lock(&cache.flights);
-                match f.get(&k) {
-                    Some(rx) => Some(rx.clone()),
-                    None => {
-                        let (tx, rx) = watch::channel(());
-                        f.insert(k, rx);
-                        drop(f);
-                        if decision.observe_only {
-                            cache.stats.observe(fp, &decision.rule, false);
-                        } else {
-                            cache.stats.miss(fp, &decision.rule);
-                        }
-                        let limit = decision.max_bytes.min(cache.settings.max_entry_bytes);
-                        return Outcome::Fill(Box::new(Fill {
-                            cache: cache.clone(),
-                            meta,
-                            fp,
-                            target: Some((k, decision, tables)),
-                            buf: BytesMut::new(),
-                            limit,
-                            started: Instant::now(),
-                            poisoned: false,
-                            _flight: Some(FlightGuard {
-                                cache: cache.clone(),
-                                key: k,
-                                _tx: tx,
-                            }),
-                        }));
-                    }
+            // Miss: become the one fill for this key (in this replica and, with Redis, across
+            // replicas), or wait for the one in flight and look up again.
+            let (guard, lock) = match cache.flight(k, decision.observe_only).await {
+                Flight::Fill { guard, lock } => (guard, lock),
+                Flight::Again => continue,
+                Flight::Unavailable => {
+                    cache.stats.bypass(fp, BypassReason::StoreUnavailable);
+                    return Outcome::Pass;
                 }
             };
-            if let Some(mut rx) = waiting {
-                let _ = tokio::time::timeout(cache.settings.flight_wait, rx.changed()).await;
+            if decision.observe_only {
+                cache.stats.observe(fp, &decision.rule, false);
+            } else {
+                cache.stats.miss(fp, &decision.rule);
             }
+            let limit = decision.max_bytes.min(cache.settings.max_entry_bytes);
+            return Outcome::Fill(Box::new(Fill {
+                cache: cache.clone(),
+                meta,
+                fp,
+                target: Some((k, decision, tables)),
+                buf: BytesMut::new(),
+                limit,
+                started: Instant::now(),
+                poisoned: false,
+                lock,
+                _flight: Some(guard),
+            }));
         }
         cache.stats.miss(fp, &decision.rule);
         Outcome::Pass

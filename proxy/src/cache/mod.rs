@@ -9,8 +9,11 @@
 //!   broadcast, the Redis circuit breaker.
 //! - [`meta`]: what the server says (`pg_proc.provolatile`, views -> base tables, FK cascades),
 //!   and the LISTEN connection that follows writes made outside Vigil (`vigil cache install`).
+//! - [`remote`]: invalidation straight through Redis (`vigil cache flush` without a running
+//!   Vigil).
 //! - [`stats`]: metrics and per-fingerprint counters; [`api`]: `/api/cache`.
 //! - [`flow`]: what the pg session calls (lookup, fill, write tracking, bumps at commit).
+//! - [`stampede`]: single flight per key, in the replica and across replicas (Redis fill lock).
 //!
 //! Correctness rule: a key includes the generation of every table read, read *before* the
 //! statement goes upstream; a write bumps those generations after it committed and before its
@@ -22,7 +25,9 @@ pub mod eligibility;
 pub mod flow;
 pub mod key;
 pub mod meta;
+pub mod remote;
 pub mod rules;
+pub mod stampede;
 pub mod stats;
 pub mod store;
 
@@ -77,6 +82,9 @@ pub struct CacheSettings {
     pub flight_wait: Duration,
     /// How often the rules file is checked for changes.
     pub rules_poll: Duration,
+    /// Backend `redis`: how long a miss waits for another replica that holds the key's fill
+    /// lock before running the statement itself; zero turns the fill lock off.
+    pub fill_lock_wait: Duration,
 }
 
 impl Default for CacheSettings {
@@ -94,6 +102,7 @@ impl Default for CacheSettings {
             listen: true,
             flight_wait: Duration::from_secs(10),
             rules_poll: Duration::from_secs(1),
+            fill_lock_wait: Duration::from_millis(250),
         }
     }
 }

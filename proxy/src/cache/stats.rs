@@ -51,6 +51,10 @@ pub struct CacheStatus {
     pub redis_errors: u64,
     pub invalidations: u64,
     pub external_invalidations: u64,
+    /// Misses that waited for another replica's fill (Redis fill lock held elsewhere).
+    pub fill_waits: u64,
+    /// Of those, the waits that ran out (`fill_lock_wait_ms`) and went upstream themselves.
+    pub fill_wait_timeouts: u64,
     pub rules: usize,
     pub auto: bool,
     pub fingerprints: Vec<FingerprintStatus>,
@@ -65,6 +69,8 @@ pub(crate) struct Stats {
     stored_bytes: Counter,
     invalidations: Counter,
     external: Counter,
+    fill_waits: Counter,
+    fill_wait_timeouts: Counter,
     l1_bytes: Gauge,
     saved_ns: AtomicU64,
     per_fp: Mutex<HashMap<u64, FingerprintStatus>>,
@@ -84,6 +90,8 @@ impl Stats {
             stored_bytes: Counter::default(),
             invalidations: Counter::default(),
             external: Counter::default(),
+            fill_waits: Counter::default(),
+            fill_wait_timeouts: Counter::default(),
             l1_bytes: Gauge::default(),
             saved_ns: AtomicU64::new(0),
             per_fp: Mutex::new(HashMap::new()),
@@ -121,6 +129,16 @@ impl Stats {
             "external_invalidations",
             "Generation bumps from NOTIFY (writes outside Vigil)",
             s.external.clone(),
+        );
+        r.register(
+            "fill_waits",
+            "Misses that waited for another replica's fill of the same key (Redis fill lock)",
+            s.fill_waits.clone(),
+        );
+        r.register(
+            "fill_wait_timeouts",
+            "Fill waits that ran out (fill_lock_wait_ms) and ran the statement upstream",
+            s.fill_wait_timeouts.clone(),
         );
         r.register(
             "l1_bytes",
@@ -207,6 +225,16 @@ impl Stats {
         self.external.inc();
     }
 
+    /// A miss started waiting for another replica's fill.
+    pub fn fill_wait(&self) {
+        self.fill_waits.inc();
+    }
+
+    /// A fill wait ran out: the statement goes upstream here too.
+    pub fn fill_wait_timeout(&self) {
+        self.fill_wait_timeouts.inc();
+    }
+
     pub fn status(&self, store: &Store, rules: &Rules) -> CacheStatus {
         self.l1_bytes.set(store.l1_bytes() as i64);
         let mut fps: Vec<FingerprintStatus> = self
@@ -238,6 +266,8 @@ impl Stats {
             redis_errors: store.redis_errors.load(Ordering::Relaxed),
             invalidations: self.invalidations.get(),
             external_invalidations: self.external.get(),
+            fill_waits: self.fill_waits.get(),
+            fill_wait_timeouts: self.fill_wait_timeouts.get(),
             rules: rules.rules.len(),
             auto: rules.auto.enabled,
             fingerprints: fps,

@@ -5,6 +5,7 @@
 //!   generations (`INCR` on write), `{prefix}g:<db>:*` the database-wide generation, and
 //!   `{prefix}epoch`, a random number set when absent: a Redis that restarted empty gets a new
 //!   epoch, so no key built from the old generations can match again.
+//! - `{prefix}l:<key>`: the fill lock of a missed key (see [`super::stampede`]).
 //! - Invalidations are published on `{prefix}inval`; every replica evicts the L1 entries of
 //!   those tables (entries are unreachable anyway: generations are read from Redis for each
 //!   lookup, which is what makes reads after an acknowledged write correct across replicas).
@@ -22,6 +23,7 @@ use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::key::Key;
+use super::stampede::FillLock;
 use super::{Backend, CacheSettings};
 
 /// The cache's name of a table: the last dotted part (so `public.deals` and `deals` share a
@@ -105,7 +107,7 @@ impl moka::Expiry<Key, Arc<Entry>> for PerEntryTtl {
     }
 }
 
-struct Redis {
+pub(super) struct Redis {
     client: redis::Client,
     conn: ConnectionManager,
     down_until: Mutex<Option<Instant>>,
@@ -116,8 +118,8 @@ struct Redis {
 pub(crate) struct Store {
     l1: moka::sync::Cache<Key, Arc<Entry>>,
     mem_gens: Mutex<HashMap<String, u64>>,
-    redis: Option<Redis>,
-    prefix: String,
+    pub(super) redis: Option<Redis>,
+    pub(super) prefix: String,
     timeout: Duration,
     retry: Duration,
     pub(crate) redis_errors: AtomicU64,
@@ -129,6 +131,48 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn gen_key(prefix: &str, db: &str, table: &str) -> String {
     format!("{prefix}g:{db}:{table}")
+}
+
+/// Add a bump to `pipe`: `INCR` the generations, then tell every replica to evict its L1.
+pub(super) fn add_bump(
+    pipe: &mut redis::Pipeline,
+    prefix: &str,
+    db: &str,
+    tables: &[String],
+    global: bool,
+) {
+    if global {
+        pipe.cmd("INCR").arg(gen_key(prefix, db, "*")).ignore();
+    }
+    for t in tables {
+        pipe.cmd("INCR").arg(gen_key(prefix, db, t)).ignore();
+    }
+    let msg = if global {
+        format!("{db}\t*")
+    } else {
+        format!("{db}\t{}", tables.join("\t"))
+    };
+    pipe.cmd("PUBLISH")
+        .arg(format!("{prefix}inval"))
+        .arg(msg)
+        .ignore();
+}
+
+fn epoch_key(prefix: &str) -> String {
+    format!("{prefix}epoch")
+}
+
+/// Add what invalidates every entry of every database to `pipe`: a new epoch (no key built
+/// from the old one can match again), and every replica evicts its whole L1.
+pub(super) fn add_new_epoch(pipe: &mut redis::Pipeline, prefix: &str) {
+    pipe.cmd("SET")
+        .arg(epoch_key(prefix))
+        .arg(rand::random::<u64>() >> 1)
+        .ignore();
+    pipe.cmd("PUBLISH")
+        .arg(format!("{prefix}inval"))
+        .arg("*\t*")
+        .ignore();
 }
 
 impl Store {
@@ -197,7 +241,7 @@ impl Store {
     }
 
     /// Run one Redis pipeline within the timeout, honouring the circuit breaker.
-    async fn run<T: redis::FromRedisValue>(
+    pub(super) async fn run<T: redis::FromRedisValue>(
         &self,
         r: &Redis,
         pipe: &redis::Pipeline,
@@ -243,7 +287,7 @@ impl Store {
         if !lock(&r.pending).is_empty() {
             self.flush_pending(r).await?;
         }
-        let epoch_key = format!("{}epoch", self.prefix);
+        let epoch_key = epoch_key(&self.prefix);
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(&epoch_key)
@@ -275,23 +319,7 @@ impl Store {
         global: bool,
     ) -> Result<(), Unavailable> {
         let mut pipe = redis::pipe();
-        if global {
-            pipe.cmd("INCR")
-                .arg(gen_key(&self.prefix, db, "*"))
-                .ignore();
-        }
-        for t in tables {
-            pipe.cmd("INCR").arg(gen_key(&self.prefix, db, t)).ignore();
-        }
-        let msg = if global {
-            format!("{db}\t*")
-        } else {
-            format!("{db}\t{}", tables.join("\t"))
-        };
-        pipe.cmd("PUBLISH")
-            .arg(format!("{}inval", self.prefix))
-            .arg(msg)
-            .ignore();
+        add_bump(&mut pipe, &self.prefix, db, tables, global);
         // A bump is a write's acknowledgement path: it is retried past the breaker once.
         let mut conn = r.conn.clone();
         match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn)).await {
@@ -372,12 +400,14 @@ impl Store {
         Ok(Some(e))
     }
 
-    fn value_key(&self, key: &Key) -> String {
+    pub(super) fn value_key(&self, key: &Key) -> String {
         format!("{}v:{}", self.prefix, hex::encode(key))
     }
 
-    /// Store an entry in L1 now and in L2 in the background (never delays the client).
-    pub fn put(self: &Arc<Self>, key: Key, entry: Entry) {
+    /// Store an entry in L1 now and in L2 in the background (never delays the client). The
+    /// fill lock this replica holds for the key, if any, is released right after the value is
+    /// stored (same pipeline), so a replica waiting for it finds the value.
+    pub fn put(self: &Arc<Self>, key: Key, entry: Entry, lock: Option<FillLock>) {
         let entry = Arc::new(entry);
         self.l1.insert(key, entry.clone());
         if self.redis.is_none() {
@@ -393,7 +423,14 @@ impl Store {
                 .arg("PX")
                 .arg(entry.ttl.as_millis().max(1) as u64)
                 .ignore();
-            let _ = store.run::<()>(r, &pipe).await;
+            if let Some(l) = &lock {
+                l.add_release(&mut pipe);
+            }
+            if store.run::<()>(r, &pipe).await.is_ok()
+                && let Some(l) = lock
+            {
+                l.released();
+            }
         });
     }
 
