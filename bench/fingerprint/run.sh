@@ -4,7 +4,7 @@
 # Usage: bench/fingerprint/run.sh [statements (>= 1000)] [seconds per method]
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! command -v protoc >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+if ! command -v protoc >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; then
     echo "missing build dependencies: apt-get install -y libclang-dev protobuf-compiler" >&2
     exit 1
 fi
