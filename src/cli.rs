@@ -69,7 +69,9 @@ pub enum Command {
         /// Write the report to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Do not import pg_stat_statements from the `[pg]` databases.
+        /// When no pg_stat_statements snapshots are stored for the period, do not read
+        /// pg_stat_statements from the `[pg]` databases at report time (stored snapshots are
+        /// still used).
         #[arg(long)]
         no_pgss: bool,
     },

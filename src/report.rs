@@ -1,13 +1,15 @@
 //! `vigil report`: a heavy-query report from the incident store named by the config's
-//! `[incident] store`, optionally merged with `pg_stat_statements` from the `[pg]` databases
-//! (statements that bypass the proxy), rendered as HTML, Markdown or JSON.
+//! `[incident] store`, merged with `pg_stat_statements` (statements that bypass the proxy): the
+//! deltas of the snapshots the pg proxy stored for the period, or, when none are stored, the
+//! `[pg]` databases read at report time (unless `--no-pgss`); rendered as HTML, Markdown or
+//! JSON.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
-use vigil_analyzer::report::{Period, PgssRow, ReportOptions};
-use vigil_incident::reports::{Format, parse_span, report_from_store};
+use vigil_analyzer::report::{Period, PgssRow, PgssSource, ReportOptions};
+use vigil_incident::reports::{Format, PgssRows, parse_span, report_from_store};
 
 use crate::config::Config;
 
@@ -22,6 +24,7 @@ pub struct ReportArgs {
     /// `previous` (the period before, same length) or the start of the comparison period.
     pub compare: Option<String>,
     pub format: Format,
+    /// Read `pg_stat_statements` at report time when no snapshots are stored for the period.
     pub pgss: bool,
 }
 
@@ -73,47 +76,38 @@ pub fn periods(args: &ReportArgs, now: i64) -> anyhow::Result<(Period, Option<Pe
     Ok((period, compare))
 }
 
-/// Rows of `pg_stat_statements` of one upstream database, when the extension is installed there.
-/// Vigil's own statements (plan capture, this import) are left out.
-pub async fn pgss_rows(url: &str) -> anyhow::Result<Vec<PgssRow>> {
-    let (client, conn) = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio_postgres::connect(url, tokio_postgres::NoTls),
-    )
-    .await
-    .context("connect timed out")??;
-    let task = tokio::spawn(conn);
-    let installed = client
-        .query_opt(
-            "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
-            &[],
-        )
-        .await?
-        .is_some();
+/// `pg_stat_statements` of every `[pg.databases]` entry, read now (when no snapshots are stored
+/// for the period): the same read, normalization and limits as the pg proxy's snapshots, with
+/// cumulative counters.
+async fn pgss_at_report_time(config: &Config) -> Vec<PgssRow> {
+    use vigil_proxy::stats::pgss;
     let mut out = Vec::new();
-    if installed {
-        let rows = client
-            .query(
-                "SELECT d.datname, s.query, s.calls, s.total_exec_time / 1000.0, s.rows \
-                 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
-                 WHERE d.datname = current_database() AND s.query !~* '^\\s*(explain|set |reset |select hypopg|show |begin read only|rollback|deallocate)' \
-                 AND s.query !~* 'pg_stat_statements|hypopg|pg_class|pg_stat_user_tables|pg_extension'",
-                &[],
-            )
-            .await?;
-        for r in rows {
-            out.push(PgssRow {
-                database: r.get(0),
-                query: r.get(1),
-                calls: u64::try_from(r.get::<_, i64>(2)).unwrap_or_default(),
-                total_seconds: r.get(3),
-                rows: u64::try_from(r.get::<_, i64>(4)).unwrap_or_default(),
-            });
+    let Some(pg) = &config.pg else { return out };
+    let limits = &config.queries.pgss;
+    for db in &pg.databases {
+        let read = async {
+            let params = pgss::upstream_params(pg, db)?;
+            let mut conn = pgss::connect(&params, limits.statement_timeout_ms).await?;
+            let snap = pgss::read_snapshot(&mut conn, &db.name, limits.max_entries).await;
+            conn.terminate().await;
+            snap
+        };
+        match read.await {
+            Ok(snap) => out.extend(snap.entries.into_iter().map(|e| PgssRow {
+                database: db.name.clone(),
+                query: e.query,
+                calls: e.calls,
+                total_seconds: e.total_seconds,
+                rows: e.rows,
+            })),
+            Err(pgss::PgssError::NoExtension) => {}
+            Err(e) => eprintln!(
+                "vigil report: pg_stat_statements of database `{}` not read: {e}",
+                db.name
+            ),
         }
     }
-    drop(client);
-    let _ = task.await;
-    Ok(out)
+    out
 }
 
 /// Build and render the report.
@@ -128,19 +122,11 @@ pub async fn report(args: &ReportArgs) -> anyhow::Result<String> {
         .with_context(|| "cannot open the [incident] store")?;
     let now = Utc::now().timestamp_millis();
     let (period, compare) = periods(args, now)?;
-    let mut pgss = Vec::new();
-    if args.pgss
-        && let Some(pg) = &config.pg
-    {
-        for db in &pg.databases {
-            match pgss_rows(&db.url).await {
-                Ok(rows) => pgss.extend(rows),
-                Err(e) => eprintln!(
-                    "vigil report: pg_stat_statements of database `{}` not read: {e}",
-                    db.name
-                ),
-            }
-        }
+    let mut pgss = PgssRows::stored(&store, period, compare)
+        .await
+        .context("reading the stored pg_stat_statements snapshots")?;
+    if pgss.source == PgssSource::None && args.pgss {
+        pgss = PgssRows::at_report_time(pgss_at_report_time(&config).await);
     }
     let r = report_from_store(&store, period, compare, pgss, &ReportOptions::default())
         .await

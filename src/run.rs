@@ -198,6 +198,21 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
                     p.upgrade()?.connect_params(db, user)
                 }));
             }
+            if config.queries.enabled && config.queries.pgss.enabled {
+                // pg_stat_statements snapshots: its own upstream connections, never the pools.
+                let metrics = vigil_proxy::stats::pgss::PgssMetrics::new(&mut registry);
+                let task = vigil_proxy::stats::pgss::spawn(
+                    config.queries.pgss.clone(),
+                    Arc::downgrade(&proxy),
+                    producer.emitter.clone(),
+                    metrics,
+                    shutdown.clone().cancelled_owned(),
+                );
+                tasks.push((
+                    "pgss",
+                    tokio::spawn(async move { task.await.context("pg_stat_statements snapshots") }),
+                ));
+            }
             api = api.merge(proxy.api_router());
             let p = proxy.clone();
             ready.push(("pg", Arc::new(move || p.ready())));

@@ -164,6 +164,26 @@ fn component_sections_are_validated_with_the_field_named() {
     );
     let (code, text) = check(&p, &[]);
     assert_eq!(code, 0, "{text}");
+    // pg_stat_statements snapshots: at most 1000 rows; retention at least a day.
+    let p = write(&dir, "py.toml", "[queries.pgss]\nmax_entries = 1001\n");
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("field `queries.pgss.max_entries`"), "{text}");
+    let p = write(&dir, "pz.toml", "[queries.pgss]\ninterval_sec = 60\n");
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("interval_sec"), "{text}");
+    let p = write(
+        &dir,
+        "r.toml",
+        "[incident]\nstore = \"sqlite::memory:\"\n[incident.retention]\npgss_days = 0\n",
+    );
+    let (code, text) = check(&p, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("field `incident.retention.pgss_days`"),
+        "{text}"
+    );
 }
 
 #[test]

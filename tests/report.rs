@@ -14,22 +14,17 @@
 //! 3. The HTML report renders in headless Chromium (laptop and phone screenshots in
 //!    target/test-artifacts/).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::pg_connect as connect;
 use vigil::report::{ReportArgs, report};
 use vigil_incident::reports::Format;
 use vigil_testkit::PgServer;
 
 const MARKER: &str = "vigil-marker-7f3a9c@example.com";
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    c
-}
 
 /// The search by email (no index: a sequential scan) and two light statements, for `secs`.
 async fn workload(proxy: &tokio_postgres::Client, secs: f64, sleep_ms: u32) {

@@ -13,6 +13,8 @@ pub struct RetentionConfig {
     /// Minute query-stat buckets are rolled up to hourly ones after this age.
     pub query_stats_rollup_after_hours: u32,
     pub query_stats_days: u32,
+    /// `pg_stat_statements` snapshots (class `pgss_snapshot`).
+    pub pgss_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -22,6 +24,7 @@ impl Default for RetentionConfig {
             resolved_incidents_days: 180,
             query_stats_rollup_after_hours: 48,
             query_stats_days: 90,
+            pgss_days: 30,
         }
     }
 }
@@ -124,6 +127,9 @@ impl IncidentConfig {
         }
         if self.retention.signals_days == 0 {
             return err("retention.signals_days", "must be at least 1");
+        }
+        if self.retention.pgss_days == 0 {
+            return err("retention.pgss_days", "must be at least 1");
         }
         if self.retention.query_stats_days * 24 < self.retention.query_stats_rollup_after_hours {
             return err(

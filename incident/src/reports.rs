@@ -1,6 +1,7 @@
 //! Heavy-query reports from the store: stored query-stat buckets turned into the analyzer's report
 //! input ([`report_from_store`]), and `GET /reports/latest` (HTML; `?format=md|json`, `?since=7d`),
-//! the last period against the one before it.
+//! the last period against the one before it, with `pg_stat_statements` deltas from the stored
+//! snapshots ([`PgssRows::stored`]).
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -40,13 +41,62 @@ pub fn to_bucket(row: &QueryStatsRow) -> Bucket {
     }
 }
 
-/// Build a report for `period` (and `compare`) from the stored buckets, plus any
-/// `pg_stat_statements` rows the caller collected.
+/// The report's `pg_stat_statements` rows and where they come from.
+#[derive(Debug, Clone, Default)]
+pub struct PgssRows {
+    pub current: Vec<PgssRow>,
+    /// The comparison period's (stored snapshots only).
+    pub previous: Vec<PgssRow>,
+    pub source: report::PgssSource,
+}
+
+impl PgssRows {
+    /// Deltas between the stored snapshots over `period` (and `compare`); the source is
+    /// `None` when fewer than two snapshots of any database bound the period.
+    pub async fn stored(
+        store: &Store,
+        period: Period,
+        compare: Option<Period>,
+    ) -> Result<PgssRows, StoreError> {
+        let load = |p: Period| async move {
+            let snapshots = store.pgss_snapshots(None, p.from_ms, p.to_ms).await?;
+            Ok::<_, StoreError>(report::pgss::deltas(&snapshots, p))
+        };
+        let (current, used) = load(period).await?;
+        if used == 0 {
+            return Ok(PgssRows::default());
+        }
+        let previous = match compare {
+            Some(c) => load(c).await?.0,
+            None => vec![],
+        };
+        Ok(PgssRows {
+            current,
+            previous,
+            source: report::PgssSource::Snapshots { snapshots: used },
+        })
+    }
+
+    /// Rows read once at report time (cumulative since the extension's last reset).
+    pub fn at_report_time(rows: Vec<PgssRow>) -> PgssRows {
+        PgssRows {
+            source: if rows.is_empty() {
+                report::PgssSource::None
+            } else {
+                report::PgssSource::AtReportTime
+            },
+            current: rows,
+            previous: vec![],
+        }
+    }
+}
+
+/// Build a report for `period` (and `compare`) from the stored buckets and `pgss`.
 pub async fn report_from_store(
     store: &Store,
     period: Period,
     compare: Option<Period>,
-    pgss: Vec<PgssRow>,
+    pgss: PgssRows,
     opts: &ReportOptions,
 ) -> Result<Report, StoreError> {
     let load = |p: Period| async move {
@@ -58,19 +108,14 @@ pub async fn report_from_store(
         Some(c) => load(c).await?,
         None => vec![],
     };
-    // Rows passed in were read once, at report time (no stored snapshots yet).
-    let pgss_source = if pgss.is_empty() {
-        report::PgssSource::None
-    } else {
-        report::PgssSource::AtReportTime
-    };
     let input = ReportInput {
         period: Some(period),
         compare,
         current,
         previous,
-        pgss,
-        pgss_source,
+        pgss: pgss.current,
+        pgss_previous: pgss.previous,
+        pgss_source: pgss.source,
         generated_at_ms: chrono::Utc::now().timestamp_millis(),
     };
     Ok(report::build(&input, opts))
@@ -148,15 +193,18 @@ async fn latest(State(svc): State<IncidentService>, Query(q): Query<LatestQuery>
         from_ms: now - 2 * span,
         to_ms: now - span,
     };
-    match report_from_store(
-        svc.store(),
-        period,
-        Some(compare),
-        vec![],
-        &ReportOptions::default(),
-    )
-    .await
-    {
+    let built = async {
+        let pgss = PgssRows::stored(svc.store(), period, Some(compare)).await?;
+        report_from_store(
+            svc.store(),
+            period,
+            Some(compare),
+            pgss,
+            &ReportOptions::default(),
+        )
+        .await
+    };
+    match built.await {
         Ok(r) => (
             [(header::CONTENT_TYPE, q.format.content_type())],
             q.format.render(&r),

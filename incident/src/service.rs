@@ -407,6 +407,8 @@ impl IncidentService {
             .await?;
         s.delete_query_stats_before(now_ms - i64::from(r.query_stats_days) * day)
             .await?;
+        s.delete_pgss_before(now_ms - i64::from(r.pgss_days) * day)
+            .await?;
         Ok(())
     }
 

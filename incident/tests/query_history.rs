@@ -4,7 +4,7 @@
 use chrono::{TimeZone, Utc};
 use vigil_analyzer::report::{Period, ReportOptions};
 use vigil_incident::Store;
-use vigil_incident::reports::report_from_store;
+use vigil_incident::reports::{PgssRows, report_from_store};
 use vigil_signal::{Channel, Outcome, QueryStats, Signal, Source};
 
 /// Minute-aligned.
@@ -88,7 +88,7 @@ async fn plans_survive_storage_duplicates_and_rollup_and_reports_compare_periods
         &store,
         current,
         Some(compare),
-        vec![],
+        PgssRows::default(),
         &ReportOptions::default(),
     )
     .await
@@ -100,9 +100,15 @@ async fn plans_survive_storage_duplicates_and_rollup_and_reports_compare_periods
     assert_eq!(s.routes, vec!["/contacts/search"]);
     assert!(r.regressions.is_empty());
     // The slow period on its own carries the plan and the index advice.
-    let r = report_from_store(&store, compare, None, vec![], &ReportOptions::default())
-        .await
-        .unwrap();
+    let r = report_from_store(
+        &store,
+        compare,
+        None,
+        PgssRows::default(),
+        &ReportOptions::default(),
+    )
+    .await
+    .unwrap();
     let advice = &r.statements[0].advice;
     assert_eq!(
         advice[0].suggestion.as_deref(),

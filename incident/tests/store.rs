@@ -1,5 +1,7 @@
 //! The same store suite against SQLite (file and memory) and PostgreSQL (vigil-testkit).
 
+mod backends;
+
 use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
@@ -7,9 +9,9 @@ use vigil_incident::Store;
 use vigil_incident::model::{
     Evidence, Incident, IncidentState, Layer, Note, Severity, Silence, TimelineEntry,
 };
+use vigil_incident::store::Resolution;
 use vigil_incident::store::incidents::IncidentFilter;
 use vigil_incident::store::outbox::OutboxEntry;
-use vigil_incident::store::{Backend, Resolution};
 use vigil_signal::{Channel, Outcome, QueryStats, Signal, Source};
 use vigil_testkit::PgServer;
 
@@ -408,27 +410,7 @@ async fn concurrent_claimers_never_share_a_row(store: Store) {
     assert_eq!(all.len(), 60, "no row claimed twice");
 }
 
-async fn sqlite_memory() -> Store {
-    let s = Store::open("sqlite::memory:").await.unwrap();
-    assert_eq!(s.backend(), Backend::Sqlite);
-    s
-}
-
-async fn postgres() -> Store {
-    let db = PgServer::shared().create_database().unwrap();
-    let s = Store::open(&db.url).await.unwrap();
-    assert_eq!(s.backend(), Backend::Postgres);
-    s
-}
-
-macro_rules! suite {
-    ($($name:ident),*) => {
-        mod on_sqlite { use super::*; $( #[tokio::test] async fn $name() { super::$name(sqlite_memory().await).await } )* }
-        mod on_postgres { use super::*; $( #[tokio::test] async fn $name() { super::$name(postgres().await).await } )* }
-    };
-}
-
-suite!(
+backends::suite!(
     signals_are_idempotent,
     query_stats_merge_and_roll_up,
     incidents_timeline_notes_silences,

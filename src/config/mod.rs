@@ -131,6 +131,9 @@ impl Config {
             http.validate()
                 .map_err(|e| ConfigError::invalid(format!("http.{}", e.field), e.reason))?;
         }
+        self.queries.pgss.validate().map_err(|(field, reason)| {
+            ConfigError::invalid(format!("queries.pgss.{field}"), reason)
+        })?;
         if let Some(p) = &self.queries.heavy_rules {
             let path = resolve(base, p);
             vigil_proxy::stats::heavy::HeavyRules::load(&path).map_err(|e| ConfigError::Rules {

@@ -39,6 +39,36 @@ impl Vigil {
         Vigil { child, dir, config }
     }
 
+    /// As [`Vigil::start`] with `RUST_LOG` = `rust_log`, stdout and stderr written to
+    /// `vigil.log` in its folder (read it with [`Vigil::log`]).
+    pub fn start_logged(config: &str, rust_log: &str) -> Vigil {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("vigil.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vigil");
+        Vigil {
+            child,
+            dir,
+            config: path,
+        }
+    }
+
+    /// What a [`Vigil::start_logged`] process wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("vigil.log")).unwrap_or_default()
+    }
+
     /// Restart the same config after the process was killed.
     pub fn restart(&mut self, env: &[(&str, &str)]) {
         let _ = self.child.kill();
@@ -80,6 +110,15 @@ impl Drop for Vigil {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A client straight to PostgreSQL (or through the pg proxy), its connection task spawned.
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    c
 }
 
 /// Wait until `http://127.0.0.1:{port}{path}` answers (any status).

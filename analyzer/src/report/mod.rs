@@ -84,6 +84,8 @@ pub struct ReportInput {
     pub current: Vec<Bucket>,
     pub previous: Vec<Bucket>,
     pub pgss: Vec<PgssRow>,
+    /// `pg_stat_statements` rows of the comparison period (stored snapshots only).
+    pub pgss_previous: Vec<PgssRow>,
     /// Where `pgss` comes from (the report says it).
     pub pgss_source: PgssSource,
     pub generated_at_ms: i64,
@@ -386,7 +388,7 @@ pub fn build(input: &ReportInput, opts: &ReportOptions) -> Report {
     });
     let cur = accumulate(&input.current);
     let prev = accumulate(&input.previous);
-    let mut tot = totals(&cur);
+    let tot = totals(&cur);
     let compare_totals = input.compare.map(|_| totals(&prev));
     let points = opts.trend_points.max(2);
     let slot = |t: i64| -> usize {
@@ -483,7 +485,7 @@ pub fn build(input: &ReportInput, opts: &ReportOptions) -> Report {
             advice,
         });
     }
-    merge_pgss(&mut statements, &input.pgss, &mut tot);
+    merge_pgss(&mut statements, &input.pgss, &input.pgss_previous);
     statements.sort_by(|a, b| {
         b.total_seconds
             .total_cmp(&a.total_seconds)
@@ -565,8 +567,9 @@ fn push_regression(
 
 /// Add `pg_stat_statements` rows: a row whose normalized text fingerprints like a statement the
 /// proxy saw is dropped (the proxy's history is finer); the others become `outside_proxy`
-/// statements (period deltas from snapshots, or cumulative numbers read at report time).
-fn merge_pgss(statements: &mut Vec<Statement>, rows: &[PgssRow], tot: &mut Totals) {
+/// statements (period deltas from snapshots, or cumulative numbers read at report time), with
+/// their numbers in the comparison period when `previous` has them.
+fn merge_pgss(statements: &mut Vec<Statement>, rows: &[PgssRow], previous: &[PgssRow]) {
     let mut outside: BTreeMap<String, Statement> = BTreeMap::new();
     // pg_stat_statements shows constants as `$n`, like Vigil's normalized text: compare texts
     // (fingerprints differ between a constant and a parameter, as queryids do).
@@ -612,7 +615,20 @@ fn merge_pgss(statements: &mut Vec<Statement>, rows: &[PgssRow], tot: &mut Total
         e.rows += r.rows;
         e.total_seconds += r.total_seconds;
     }
-    for (_, mut s) in outside {
+    let mut before: BTreeMap<String, Previous> = BTreeMap::new();
+    for r in previous {
+        let p = before
+            .entry(crate::fingerprint(&r.query).hex())
+            .or_insert(Previous {
+                calls: 0,
+                total_seconds: 0.0,
+                p95_seconds: 0.0,
+            });
+        p.calls += r.calls;
+        p.total_seconds += r.total_seconds;
+    }
+    for (fp, mut s) in outside {
+        s.previous = before.get(&fp).copied();
         s.mean_seconds = if s.calls > 0 {
             s.total_seconds / s.calls as f64
         } else {
@@ -628,8 +644,7 @@ fn merge_pgss(statements: &mut Vec<Statement>, rows: &[PgssRow], tot: &mut Total
             .collect();
         statements.push(s);
     }
-    // Shares are of the proxy's time; outside rows are cumulative and not part of the total.
-    let _ = tot;
+    // Shares are of the proxy's time: outside rows are not part of the total.
 }
 
 fn cache_summary(statements: &[Statement], opts: &ReportOptions) -> CacheSummary {

@@ -80,20 +80,22 @@ pub fn deltas(snapshots: &[PgssSnapshot], period: Period) -> (Vec<PgssRow>, usiz
             continue;
         }
         used += in_period.len();
-        for pair in in_period.windows(2) {
-            let prev: HashMap<&str, &PgssCounter> = pair[0]
-                .entries
-                .iter()
-                .map(|e| (e.key.as_str(), e))
-                .collect();
-            for cur in &pair[1].entries {
-                let (calls, secs, rows) = match prev.get(cur.key.as_str()) {
+        // The last counter seen of each key: a row that left the capped top list for a while
+        // and came back is measured from where it was, not counted whole again.
+        let mut last: HashMap<&str, &PgssCounter> = in_period[0]
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e))
+            .collect();
+        for snap in &in_period[1..] {
+            for cur in &snap.entries {
+                let (calls, secs, rows) = match last.get(cur.key.as_str()) {
                     Some(p) if cur.calls >= p.calls => (
                         cur.calls - p.calls,
                         (cur.total_seconds - p.total_seconds).max(0.0),
                         cur.rows.saturating_sub(p.rows),
                     ),
-                    // New since the previous snapshot, or reset in between.
+                    // New since the baseline, or reset in between.
                     _ => (cur.calls, cur.total_seconds, cur.rows),
                 };
                 if calls == 0 {
@@ -109,6 +111,9 @@ pub fn deltas(snapshots: &[PgssSnapshot], period: Period) -> (Vec<PgssRow>, usiz
                 r.calls += calls;
                 r.total_seconds += secs;
                 r.rows += rows;
+            }
+            for cur in &snap.entries {
+                last.insert(cur.key.as_str(), cur);
             }
         }
     }
@@ -161,6 +166,22 @@ mod tests {
         assert!((a.total_seconds - 1.7).abs() < 1e-9);
         let b = rows.iter().find(|r| r.query == "SELECT b").unwrap();
         assert_eq!(b.calls, 2);
+        // A row missing from one snapshot (out of the capped top list) is measured from the
+        // last time it was seen, not counted whole again.
+        let gap = vec![
+            snap(0, &[("a", 100, 10.0), ("c", 40, 4.0)]),
+            snap(1000, &[("a", 101, 10.1)]),
+            snap(2000, &[("a", 102, 10.2), ("c", 43, 4.3)]),
+        ];
+        let (rows, _) = deltas(
+            &gap,
+            Period {
+                from_ms: 0,
+                to_ms: 5000,
+            },
+        );
+        let c = rows.iter().find(|r| r.query == "SELECT c").unwrap();
+        assert_eq!(c.calls, 3);
         // One snapshot alone gives no delta.
         let (rows, used) = deltas(
             &snaps[..1],

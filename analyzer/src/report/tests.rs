@@ -226,3 +226,37 @@ fn times_render_in_utc() {
     assert_eq!(markdown::time(0), "1970-01-01 00:00");
     assert_eq!(markdown::time(1_764_288_000_000), "2025-11-28 00:00");
 }
+
+#[test]
+fn outside_statements_carry_the_comparison_periods_snapshot_deltas() {
+    let row = |calls, secs| PgssRow {
+        database: "crm".into(),
+        query: "DELETE FROM sessions WHERE expires < $1".into(),
+        calls,
+        total_seconds: secs,
+        rows: 0,
+    };
+    let input = ReportInput {
+        compare: Some(Period {
+            from_ms: 0,
+            to_ms: 10,
+        }),
+        pgss: vec![row(3, 9.0)],
+        // The same statement, written differently, in the comparison period.
+        pgss_previous: vec![PgssRow {
+            query: "delete from  sessions where expires < $1".into(),
+            ..row(1, 1.0)
+        }],
+        pgss_source: PgssSource::Snapshots { snapshots: 4 },
+        ..Default::default()
+    };
+    let r = build(&input, &ReportOptions::default());
+    let s = &r.statements[0];
+    assert_eq!(s.origin, Origin::OutsideProxy);
+    let p = s.previous.unwrap();
+    assert_eq!((p.calls, p.total_seconds), (1, 1.0));
+    assert_eq!(r.outside_proxy, vec![s.fingerprint.clone()]);
+    let md = markdown::render(&r);
+    assert!(md.contains("from the periodic snapshots"), "{md}");
+    assert!(html::render(&r).contains("from the periodic snapshots"));
+}

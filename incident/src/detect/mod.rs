@@ -123,6 +123,10 @@ impl Detector {
 
     /// Account one signal.
     pub fn observe(&mut self, s: &Signal) {
+        // pg_stat_statements snapshots are report input, not events or attempts.
+        if s.pgss.is_some() {
+            return;
+        }
         let t = s.time.timestamp_millis();
         match s.outcome {
             Outcome::Firing | Outcome::Resolved => {

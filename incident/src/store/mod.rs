@@ -5,9 +5,11 @@
 //! - [`incidents`]: incidents, timeline, notes, silences.
 //! - [`outbox`]: the persistent notification outbox with leased row claiming.
 //! - [`query_stats`]: per-fingerprint minute buckets, hourly roll-up and retention.
+//! - [`pgss`]: `pg_stat_statements` snapshots (migration 0002) and their retention.
 
 pub mod incidents;
 pub mod outbox;
+pub mod pgss;
 pub mod query_stats;
 
 use std::borrow::Cow;
@@ -73,9 +75,41 @@ fn migrator() -> Migrator {
         include_str!("../../migrations/0001_init.sql").into_sql_str(),
         false,
     );
-    let mut m = Migrator::with_migrations(vec![init]);
+    let pgss = Migration::new(
+        2,
+        Cow::Borrowed("pgss snapshots"),
+        MigrationType::Simple,
+        include_str!("../../migrations/0002_pgss_snapshots.sql").into_sql_str(),
+        false,
+    );
+    let mut m = Migrator::with_migrations(vec![init, pgss]);
     m.dangerous_set_table_name("vigil_schema_migrations");
     m
+}
+
+/// `rows` parenthesized groups of `cols` placeholders for a multi-row `VALUES`: anonymous `?`
+/// for SQLite (sqlx looks each `$N` name up in a list, quadratic in the row count), `$N` for
+/// PostgreSQL.
+pub(crate) fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..cols {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            if sqlite {
+                sql.push('?');
+            } else {
+                sql.push_str(&format!("${}", row * cols + col + 1));
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Milliseconds since the epoch of a signal time.
@@ -173,29 +207,7 @@ impl Store {
             let mut sql = String::from(
                 "INSERT INTO signals (id, time_ms, received_ms, source, channel, provider, outcome, class, count, body) VALUES ",
             );
-            for (row, _) in chunk.iter().enumerate() {
-                if row > 0 {
-                    sql.push_str(", ");
-                }
-                if sqlite {
-                    sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-                    continue;
-                }
-                let b = row * 10;
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10
-                ));
-            }
+            sql.push_str(&placeholders(sqlite, chunk.len(), 10));
             sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
             // Only placeholders are interpolated; every value is bound.
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -211,7 +223,7 @@ impl Store {
                     .bind(enum_str(&s.outcome))
                     .bind(s.class.clone())
                     .bind(i64::try_from(s.count).unwrap_or(i64::MAX))
-                    .bind(serde_json::to_string(s)?);
+                    .bind(body(s)?);
             }
             for row in q.fetch_all(&mut *tx).await? {
                 inserted.insert(row.try_get::<String, _>(0)?);
@@ -228,6 +240,9 @@ impl Store {
                 report.inserted += 1;
                 if let Some(q) = &s.query {
                     query_stats::merge_minute(&mut tx, self.backend, s, q).await?;
+                }
+                if let Some(p) = &s.pgss {
+                    pgss::insert(&mut tx, self.backend, s, p).await?;
                 }
             } else {
                 report.duplicates += 1;
@@ -281,6 +296,19 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A signal's stored JSON: a `pg_stat_statements` snapshot's entries live in their own tables
+/// (see [`pgss`]), not twice.
+fn body(s: &Signal) -> Result<String, StoreError> {
+    if s.pgss.is_none() {
+        return Ok(serde_json::to_string(s)?);
+    }
+    let mut head = s.clone();
+    if let Some(p) = head.pgss.as_mut() {
+        p.entries.clear();
+    }
+    Ok(serde_json::to_string(&head)?)
 }
 
 /// The serde name of a unit enum value (`Channel::Email` -> `email`).

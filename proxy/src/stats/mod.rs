@@ -8,6 +8,8 @@
 //! - [`api`]: `/api/queries`, `/api/queries/{fingerprint}` and the top-K Prometheus collector.
 //! - [`plans`]: `EXPLAIN` capture for the heaviest reads (`[queries.plans]`, off by default),
 //!   published with the buckets for reports.
+//! - [`pgss`]: periodic `pg_stat_statements` snapshots of the upstream databases
+//!   (`[queries.pgss]`), for statements that bypass the proxy.
 //!
 //! Hot path: one lexer pass per simple-protocol statement (`fingerprint_id`, no allocation); for
 //! the extended protocol the fingerprint is computed at Parse and found again by the statement
@@ -26,6 +28,7 @@ pub mod api;
 pub mod heavy;
 pub mod otel;
 pub mod params;
+pub mod pgss;
 pub mod plans;
 pub mod sketch;
 pub mod table;
@@ -62,6 +65,8 @@ pub struct QueryStatsConfig {
     pub heavy_rules: Option<PathBuf>,
     /// `[queries.plans]`: EXPLAIN capture for the heaviest reads.
     pub plans: plans::PlanConfig,
+    /// `[queries.pgss]`: periodic `pg_stat_statements` snapshots.
+    pub pgss: pgss::PgssConfig,
     /// `"off"` (default: parameter values are never kept) or `"redacted"` (one recent sample per
     /// fingerprint, each value reduced to its shape, shown by `/api/queries/{fingerprint}`).
     pub parameter_sample: params::ParameterSample,
@@ -76,6 +81,7 @@ impl Default for QueryStatsConfig {
             bucket_secs: 60,
             heavy_rules: None,
             plans: plans::PlanConfig::default(),
+            pgss: pgss::PgssConfig::default(),
             parameter_sample: params::ParameterSample::Off,
         }
     }
