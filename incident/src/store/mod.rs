@@ -1,7 +1,8 @@
 //! The incident store: SQLite (embedded, the default) or PostgreSQL (shared, several replicas),
 //! one portable migration set, epoch-millisecond times and JSON text columns.
 //!
-//! - this file: [`Store::open`], migrations, signals (idempotent on [`Signal::id`]).
+//! - this file: [`Store::open`], migrations, reading and deleting signals.
+//! - `signals`: storing signal batches (idempotent on [`Signal::id`]).
 //! - [`incidents`]: incidents, timeline, notes, silences.
 //! - [`outbox`]: the persistent notification outbox with leased row claiming.
 //! - [`query_stats`]: per-fingerprint minute buckets, hourly roll-up and retention.
@@ -11,9 +12,9 @@ pub mod incidents;
 pub mod outbox;
 pub mod pgss;
 pub mod query_stats;
+mod signals;
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::time::Duration;
 
 use sqlx::any::{Any, AnyPoolOptions};
@@ -91,12 +92,19 @@ fn migrator() -> Migrator {
 /// for SQLite (sqlx looks each `$N` name up in a list, quadratic in the row count), `$N` for
 /// PostgreSQL.
 pub(crate) fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
-    let mut sql = String::with_capacity(rows * cols * 5);
+    placeholder_groups(sqlite, rows, cols, "")
+}
+
+/// As [`placeholders`], each group followed by `constants` (literal SQL values, `, '', 0`).
+pub(crate) fn placeholder_groups(
+    sqlite: bool,
+    rows: usize,
+    cols: usize,
+    constants: &str,
+) -> String {
+    let mut sql = String::with_capacity(rows * (cols * 5 + constants.len() + 4));
     for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
+        sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..cols {
             if col > 0 {
                 sql.push_str(", ");
@@ -107,6 +115,7 @@ pub(crate) fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
                 sql.push_str(&format!("${}", row * cols + col + 1));
             }
         }
+        sql.push_str(constants);
         sql.push(')');
     }
     sql
@@ -171,87 +180,6 @@ impl Store {
         &self.pool
     }
 
-    /// Store signals, skipping ids already stored; query statistics carried by newly stored
-    /// signals are merged into their minute buckets in the same transaction.
-    pub async fn insert_signals(&self, signals: &[Signal]) -> Result<InsertReport, StoreError> {
-        Ok(self.insert_signals_detailed(signals).await?.0)
-    }
-
-    /// As [`Store::insert_signals`], also telling for each signal whether this call stored it.
-    pub async fn insert_signals_detailed(
-        &self,
-        signals: &[Signal],
-    ) -> Result<(InsertReport, Vec<bool>), StoreError> {
-        let mut report = InsertReport::default();
-        let mut fresh = Vec::with_capacity(signals.len());
-        if signals.is_empty() {
-            return Ok((report, fresh));
-        }
-        let now = chrono::Utc::now().timestamp_millis();
-        // The first occurrence of an id in the batch is the candidate; repeats are duplicates.
-        let mut seen = HashSet::new();
-        let firsts: Vec<usize> = (0..signals.len())
-            .filter(|&i| seen.insert(signals[i].id.as_str()))
-            .collect();
-        let mut inserted: HashSet<String> = HashSet::new();
-        let mut tx = self.pool.begin().await?;
-        // Multi-row inserts (10 parameters a row). SQLite gets anonymous `?` placeholders: sqlx
-        // binds each parameter after asking SQLite for its name, and for `$N` names that lookup
-        // scans the statement's name list, quadratic in the row count (at 32 rows with `$N` it
-        // was 17% of ingest's CPU time, perf on bench/incident). With `?` there are no names and
-        // a chunk can be longer: fewer statements, fewer hops to sqlx's SQLite worker thread.
-        // PostgreSQL: `$N`, 500 rows (fewer round trips).
-        let sqlite = self.backend == Backend::Sqlite;
-        let rows = if sqlite { 128 } else { 500 };
-        for chunk in firsts.chunks(rows) {
-            let mut sql = String::from(
-                "INSERT INTO signals (id, time_ms, received_ms, source, channel, provider, outcome, class, count, body) VALUES ",
-            );
-            sql.push_str(&placeholders(sqlite, chunk.len(), 10));
-            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            // Only placeholders are interpolated; every value is bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for &i in chunk {
-                let s = &signals[i];
-                q = q
-                    .bind(s.id.clone())
-                    .bind(ms(s.time))
-                    .bind(now)
-                    .bind(enum_str(&s.source))
-                    .bind(enum_str(&s.channel))
-                    .bind(s.provider.clone())
-                    .bind(enum_str(&s.outcome))
-                    .bind(s.class.clone())
-                    .bind(i64::try_from(s.count).unwrap_or(i64::MAX))
-                    .bind(body(s)?);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                inserted.insert(row.try_get::<String, _>(0)?);
-            }
-        }
-        let mut first_flags = vec![false; signals.len()];
-        for &i in &firsts {
-            first_flags[i] = true;
-        }
-        for (i, s) in signals.iter().enumerate() {
-            let new = first_flags[i] && inserted.contains(&s.id);
-            fresh.push(new);
-            if new {
-                report.inserted += 1;
-                if let Some(q) = &s.query {
-                    query_stats::merge_minute(&mut tx, self.backend, s, q).await?;
-                }
-                if let Some(p) = &s.pgss {
-                    pgss::insert(&mut tx, self.backend, s, p).await?;
-                }
-            } else {
-                report.duplicates += 1;
-            }
-        }
-        tx.commit().await?;
-        Ok((report, fresh))
-    }
-
     /// Number of stored signals.
     pub async fn count_signals(&self) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) FROM signals")
@@ -296,19 +224,6 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// A signal's stored JSON: a `pg_stat_statements` snapshot's entries live in their own tables
-/// (see [`pgss`]), not twice.
-fn body(s: &Signal) -> Result<String, StoreError> {
-    if s.pgss.is_none() {
-        return Ok(serde_json::to_string(s)?);
-    }
-    let mut head = s.clone();
-    if let Some(p) = head.pgss.as_mut() {
-        p.entries.clear();
-    }
-    Ok(serde_json::to_string(&head)?)
 }
 
 /// The serde name of a unit enum value (`Channel::Email` -> `email`).

@@ -8,7 +8,7 @@ use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 use vigil_signal::{QueryStats, Signal};
 
-use super::{Backend, Store, StoreError};
+use super::{Backend, Store, StoreError, placeholder_groups};
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -103,48 +103,9 @@ fn merge(a: &mut QueryStats, b: &QueryStats) {
     }
 }
 
-const SELECT_BUCKET: &str = "SELECT fingerprint, database_name, role_name, query, calls, errors, row_count, total_seconds, \
+const SELECT_BUCKETS: &str = "SELECT fingerprint, database_name, role_name, query, calls, errors, row_count, total_seconds, \
      min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, pool_wait_seconds, cache_hits, \
-     cache_misses, cache_bypasses, cache_saved_seconds, extra, resolution, bucket_ms FROM query_stats \
-     WHERE fingerprint = $1 AND database_name = $2 AND role_name = $3 AND resolution = $4 AND bucket_ms = $5";
-
-/// Load a bucket for a read-modify-write, creating an empty one first so that concurrent writers
-/// (several replicas on PostgreSQL) serialize on its row lock instead of losing an update.
-async fn load_locked(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    key: (&str, &str, &str),
-    resolution: Resolution,
-    bucket_ms: i64,
-) -> Result<QueryStats, StoreError> {
-    sqlx::query(
-        "INSERT INTO query_stats (fingerprint, database_name, role_name, resolution, bucket_ms, query, calls, \
-         errors, row_count, total_seconds, min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, \
-         pool_wait_seconds, cache_hits, cache_misses, cache_bypasses, cache_saved_seconds, extra) VALUES \
-         ($1, $2, $3, $4, $5, '', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '{}') \
-         ON CONFLICT (fingerprint, database_name, role_name, resolution, bucket_ms) DO NOTHING",
-    )
-    .bind(key.0)
-    .bind(key.1)
-    .bind(key.2)
-    .bind(resolution.as_str())
-    .bind(bucket_ms)
-    .execute(&mut **tx)
-    .await?;
-    let sql = match backend {
-        Backend::Postgres => sqlx::AssertSqlSafe(format!("{SELECT_BUCKET} FOR UPDATE")),
-        Backend::Sqlite => sqlx::AssertSqlSafe(SELECT_BUCKET.to_string()),
-    };
-    let row = sqlx::query(sql)
-        .bind(key.0)
-        .bind(key.1)
-        .bind(key.2)
-        .bind(resolution.as_str())
-        .bind(bucket_ms)
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(decode(&row)?.stats)
-}
+     cache_misses, cache_bypasses, cache_saved_seconds, extra, resolution, bucket_ms FROM query_stats";
 
 fn decode(r: &sqlx::any::AnyRow) -> Result<QueryStatsRow, StoreError> {
     let g = |i: usize| -> Result<u64, StoreError> {
@@ -190,75 +151,147 @@ fn decode(r: &sqlx::any::AnyRow) -> Result<QueryStatsRow, StoreError> {
     })
 }
 
-async fn upsert(
+/// A bucket's key: fingerprint, database, role, bucket start.
+type BucketKey = (String, String, String, i64);
+
+/// Buckets per statement (21 parameters a row for the upsert).
+const BUCKET_ROWS: usize = 100;
+
+const UPSERT_TAIL: &str = " ON CONFLICT (fingerprint, database_name, role_name, resolution, bucket_ms) DO UPDATE SET \
+     query = excluded.query, calls = excluded.calls, errors = excluded.errors, row_count = excluded.row_count, \
+     total_seconds = excluded.total_seconds, min_seconds = excluded.min_seconds, \
+     max_seconds = excluded.max_seconds, p50_seconds = excluded.p50_seconds, \
+     p95_seconds = excluded.p95_seconds, p99_seconds = excluded.p99_seconds, \
+     pool_wait_seconds = excluded.pool_wait_seconds, cache_hits = excluded.cache_hits, \
+     cache_misses = excluded.cache_misses, cache_bypasses = excluded.cache_bypasses, \
+     cache_saved_seconds = excluded.cache_saved_seconds, extra = excluded.extra";
+
+const COLUMNS: &str = "(fingerprint, database_name, role_name, resolution, bucket_ms, query, calls, \
+     errors, row_count, total_seconds, min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, \
+     pool_wait_seconds, cache_hits, cache_misses, cache_bypasses, cache_saved_seconds, extra)";
+
+/// Merge summed statistics into their `resolution` buckets (read-modify-write inside `tx`),
+/// with three statements per [`BUCKET_ROWS`] buckets: empty rows are inserted first (`DO
+/// NOTHING`) so that concurrent writers (several replicas on PostgreSQL) serialize on the row
+/// locks that `SELECT ... FOR UPDATE` then takes in key order instead of losing an update; the
+/// merged rows are written back with one multi-row upsert.
+async fn merge_buckets(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     resolution: Resolution,
-    bucket_ms: i64,
-    q: &QueryStats,
+    items: &BTreeMap<BucketKey, QueryStats>,
 ) -> Result<(), StoreError> {
-    let extra = serde_json::to_string(&Extra {
-        sqlstates: q.sqlstates.clone(),
-        tags: q.tags.clone(),
-        kind: q.kind.clone(),
-        tables: q.tables.clone(),
-        plan: q.plan.clone(),
-    })?;
-    sqlx::query(
-        "INSERT INTO query_stats (fingerprint, database_name, role_name, resolution, bucket_ms, query, calls, \
-         errors, row_count, total_seconds, min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, \
-         pool_wait_seconds, cache_hits, cache_misses, cache_bypasses, cache_saved_seconds, extra) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-         ON CONFLICT (fingerprint, database_name, role_name, resolution, bucket_ms) DO UPDATE SET \
-         query = excluded.query, calls = excluded.calls, errors = excluded.errors, row_count = excluded.row_count, \
-         total_seconds = excluded.total_seconds, min_seconds = excluded.min_seconds, \
-         max_seconds = excluded.max_seconds, p50_seconds = excluded.p50_seconds, \
-         p95_seconds = excluded.p95_seconds, p99_seconds = excluded.p99_seconds, \
-         pool_wait_seconds = excluded.pool_wait_seconds, cache_hits = excluded.cache_hits, \
-         cache_misses = excluded.cache_misses, cache_bypasses = excluded.cache_bypasses, \
-         cache_saved_seconds = excluded.cache_saved_seconds, extra = excluded.extra",
-    )
-    .bind(q.fingerprint.as_str())
-    .bind(q.database.as_str())
-    .bind(q.role.as_str())
-    .bind(resolution.as_str())
-    .bind(bucket_ms)
-    .bind(q.query.as_str())
-    .bind(u(q.calls))
-    .bind(u(q.errors))
-    .bind(u(q.rows))
-    .bind(q.total_seconds)
-    .bind(q.min_seconds)
-    .bind(q.max_seconds)
-    .bind(q.p50_seconds)
-    .bind(q.p95_seconds)
-    .bind(q.p99_seconds)
-    .bind(q.pool_wait_seconds)
-    .bind(u(q.cache_hits))
-    .bind(u(q.cache_misses))
-    .bind(u(q.cache_bypasses))
-    .bind(q.cache_saved_seconds)
-    .bind(extra)
-    .execute(&mut **tx)
-    .await?;
+    let sqlite = backend == Backend::Sqlite;
+    let entries: Vec<(&BucketKey, &QueryStats)> = items.iter().collect();
+    for chunk in entries.chunks(BUCKET_ROWS) {
+        let mut sql = format!("INSERT INTO query_stats {COLUMNS} VALUES ");
+        sql.push_str(&placeholder_groups(
+            sqlite,
+            chunk.len(),
+            5,
+            ", '', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '{}'",
+        ));
+        sql.push_str(
+            " ON CONFLICT (fingerprint, database_name, role_name, resolution, bucket_ms) DO NOTHING",
+        );
+        // Only placeholders are interpolated; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((fp, db, role, bucket), _) in chunk {
+            q = q.bind(fp.as_str()).bind(db.as_str()).bind(role.as_str());
+            q = q.bind(resolution.as_str()).bind(*bucket);
+        }
+        q.execute(&mut **tx).await?;
+
+        let mut sql = format!(
+            "{SELECT_BUCKETS} WHERE (fingerprint, database_name, role_name, resolution, bucket_ms) IN (VALUES "
+        );
+        sql.push_str(&placeholder_groups(sqlite, chunk.len(), 5, ""));
+        sql.push_str(") ORDER BY fingerprint, database_name, role_name, bucket_ms");
+        if !sqlite {
+            sql.push_str(" FOR UPDATE");
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((fp, db, role, bucket), _) in chunk {
+            q = q.bind(fp.as_str()).bind(db.as_str()).bind(role.as_str());
+            q = q.bind(resolution.as_str()).bind(*bucket);
+        }
+        let mut stored: BTreeMap<BucketKey, QueryStats> = BTreeMap::new();
+        for row in q.fetch_all(&mut **tx).await? {
+            let row = decode(&row)?;
+            let key = (
+                row.stats.fingerprint.clone(),
+                row.stats.database.clone(),
+                row.stats.role.clone(),
+                row.bucket_ms,
+            );
+            stored.insert(key, row.stats);
+        }
+
+        let mut sql = format!("INSERT INTO query_stats {COLUMNS} VALUES ");
+        sql.push_str(&placeholder_groups(sqlite, chunk.len(), 21, ""));
+        sql.push_str(UPSERT_TAIL);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (key, add) in chunk {
+            let mut merged = stored.remove(*key).unwrap_or_default();
+            merge(&mut merged, add);
+            let extra = serde_json::to_string(&Extra {
+                sqlstates: merged.sqlstates,
+                tags: merged.tags,
+                kind: merged.kind,
+                tables: merged.tables,
+                plan: merged.plan,
+            })?;
+            q = q
+                .bind(key.0.as_str())
+                .bind(key.1.as_str())
+                .bind(key.2.as_str())
+                .bind(resolution.as_str())
+                .bind(key.3)
+                .bind(merged.query)
+                .bind(u(merged.calls))
+                .bind(u(merged.errors))
+                .bind(u(merged.rows))
+                .bind(merged.total_seconds)
+                .bind(merged.min_seconds)
+                .bind(merged.max_seconds)
+                .bind(merged.p50_seconds)
+                .bind(merged.p95_seconds)
+                .bind(merged.p99_seconds)
+                .bind(merged.pool_wait_seconds)
+                .bind(u(merged.cache_hits))
+                .bind(u(merged.cache_misses))
+                .bind(u(merged.cache_bypasses))
+                .bind(merged.cache_saved_seconds)
+                .bind(extra);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
-/// Merge one signal's statistics into its minute bucket (inside the insert transaction, so a
-/// signal id is counted exactly once).
-pub(super) async fn merge_minute(
+/// Merge the statistics of newly stored signals into their minute buckets (inside the insert
+/// transaction, so a signal id is counted exactly once). Signals are summed per bucket first,
+/// so a batch costs the same few statements however many statistics it carries.
+pub(super) async fn merge_minutes(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    signal: &Signal,
-    q: &QueryStats,
+    stats: &[(&Signal, &QueryStats)],
 ) -> Result<(), StoreError> {
-    let bucket = signal.time.timestamp_millis().div_euclid(MINUTE_MS) * MINUTE_MS;
-    let key = (q.fingerprint.as_str(), q.database.as_str(), q.role.as_str());
-    let mut merged = load_locked(tx, backend, key, Resolution::Minute, bucket).await?;
-    merge(&mut merged, q);
-    merged.fingerprint.clone_from(&q.fingerprint);
-    merged.database.clone_from(&q.database);
-    merged.role.clone_from(&q.role);
-    upsert(tx, Resolution::Minute, bucket, &merged).await
+    if stats.is_empty() {
+        return Ok(());
+    }
+    let mut buckets: BTreeMap<BucketKey, QueryStats> = BTreeMap::new();
+    for (signal, q) in stats {
+        let bucket = signal.time.timestamp_millis().div_euclid(MINUTE_MS) * MINUTE_MS;
+        let key = (
+            q.fingerprint.clone(),
+            q.database.clone(),
+            q.role.clone(),
+            bucket,
+        );
+        merge(buckets.entry(key).or_default(), q);
+    }
+    merge_buckets(tx, backend, Resolution::Minute, &buckets).await
 }
 
 impl Store {
@@ -285,17 +318,24 @@ impl Store {
     /// transaction. Returns the number of minute buckets rolled up.
     pub async fn rollup_query_stats(&self, before_ms: i64) -> Result<u64, StoreError> {
         let cutoff = before_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        let mut tx = self.pool().begin().await?;
-        let rows = sqlx::query(
-            "SELECT fingerprint, database_name, role_name, query, calls, errors, row_count, total_seconds, \
-             min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, pool_wait_seconds, cache_hits, \
-             cache_misses, cache_bypasses, cache_saved_seconds, extra, resolution, bucket_ms FROM query_stats \
-             WHERE resolution = 'minute' AND bucket_ms < $1",
-        )
+        let sqlite = self.backend() == Backend::Sqlite;
+        // SQLite: the write lock up front (a deferred transaction that reads first could not
+        // upgrade past a concurrent writer). PostgreSQL: lock the minute rows read, so a late
+        // signal merged into one of them waits and lands in a bucket that is still there.
+        let mut tx = if sqlite {
+            self.pool().begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.pool().begin().await?
+        };
+        let lock = if sqlite { "" } else { " FOR UPDATE" };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_BUCKETS} WHERE resolution = 'minute' AND bucket_ms < $1 \
+             ORDER BY fingerprint, database_name, role_name, bucket_ms{lock}"
+        )))
         .bind(cutoff)
         .fetch_all(&mut *tx)
         .await?;
-        let mut hours: BTreeMap<(String, String, String, i64), QueryStats> = BTreeMap::new();
+        let mut hours: BTreeMap<BucketKey, QueryStats> = BTreeMap::new();
         for r in &rows {
             let row = decode(r)?;
             let hour = row.bucket_ms.div_euclid(HOUR_MS) * HOUR_MS;
@@ -305,25 +345,9 @@ impl Store {
                 row.stats.role.clone(),
                 hour,
             );
-            let entry = hours.entry(key).or_default();
-            merge(entry, &row.stats);
+            merge(hours.entry(key).or_default(), &row.stats);
         }
-        for ((fp, db, role, hour), mut stats) in hours {
-            let mut merged = load_locked(
-                &mut tx,
-                self.backend(),
-                (&fp, &db, &role),
-                Resolution::Hour,
-                hour,
-            )
-            .await?;
-            merge(&mut merged, &stats);
-            stats = merged;
-            stats.fingerprint = fp;
-            stats.database = db;
-            stats.role = role;
-            upsert(&mut tx, Resolution::Hour, hour, &stats).await?;
-        }
+        merge_buckets(&mut tx, self.backend(), Resolution::Hour, &hours).await?;
         sqlx::query("DELETE FROM query_stats WHERE resolution = 'minute' AND bucket_ms < $1")
             .bind(cutoff)
             .execute(&mut *tx)
