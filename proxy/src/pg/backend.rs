@@ -9,7 +9,6 @@ use super::hook::{QueryProtocol, StatementEvent};
 use super::protocol::status::{self, ErrorFields};
 use super::protocol::{RawMessage, simple};
 use super::session::{Pending, Session};
-use super::upstream::set_param;
 
 impl Session {
     /// Handle every complete message buffered from the server.
@@ -52,7 +51,7 @@ impl Session {
                     if let Ok((k, v)) = status::decode_parameter_status(m.body())
                         && let Some(s) = self.server.as_mut()
                     {
-                        set_param(&mut s.conn().params, k, v);
+                        s.conn().note_param(k, v);
                     }
                     self.forward(&m);
                 }

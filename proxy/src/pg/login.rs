@@ -338,7 +338,7 @@ async fn login(
         statements: ClientStatements::default(),
         pinned: None,
         shared,
-        wanted,
+        wanted: wanted.into(),
         unsynced: false,
         skip_until_sync: false,
         copy_in: false,

@@ -6,7 +6,7 @@
 //! Each server connection remembers what it has prepared ([`ServerStatements`]), bounded, least
 //! recently used evicted (with a Close sent before the statement that replaces it).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use bytes::Bytes;

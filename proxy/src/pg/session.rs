@@ -6,7 +6,9 @@
 //! Request/response bookkeeping lives in [`super::frontend`] (client messages) and
 //! [`super::backend`] (server messages).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -112,7 +114,7 @@ pub(crate) struct Session {
     pub statements: ClientStatements,
     pub pinned: Option<PinReason>,
     pub shared: Arc<ClientShared>,
-    pub wanted: Vec<(String, String)>,
+    pub wanted: Arc<[(String, String)]>,
     /// Extended-protocol messages forwarded since the last Sync.
     pub unsynced: bool,
     /// After a failure the proxy reported itself, drop extended messages until Sync.
@@ -212,7 +214,15 @@ pub(crate) enum End {
 
 impl Session {
     pub async fn run(mut self) -> End {
-        let mut shutdown = self.inner.shutdown.subscribe();
+        // One shutdown future for the whole session (registered with the watch channel once),
+        // not a new `changed()` per loop turn: that registered and unregistered a waiter
+        // several times per transaction.
+        let mut shutdown_rx = self.inner.shutdown.subscribe();
+        let shutdown = async move {
+            let _ = shutdown_rx.wait_for(|down| *down).await;
+        };
+        tokio::pin!(shutdown);
+        let mut shutting_down = false;
         let end = loop {
             if self.cache.is_some() {
                 self.cache_after_server().await;
@@ -223,7 +233,7 @@ impl Session {
             if self.closing && self.cout.is_empty() {
                 break End::Fatal;
             }
-            if *shutdown.borrow() && self.server.is_none() && self.pending.is_empty() {
+            if shutting_down && self.server.is_none() && self.pending.is_empty() {
                 self.cout.extend_from_slice(&status::fatal(
                     "57P01",
                     "terminating connection: Vigil is shutting down",
@@ -259,7 +269,7 @@ impl Session {
                 };
                 tokio::select! {
                     biased;
-                    _ = shutdown.changed(), if !*shutdown.borrow() => Event::Shutdown,
+                    _ = &mut shutdown, if !shutting_down => Event::Shutdown,
                     ev = client_write(&mut self.cwr, &mut self.cout), if (!self.cout.is_empty() || self.client_flush) && !holding => ev,
                     r = write_opt(srv_w, &mut self.sout), if has_server && !self.sout.is_empty() => Event::ServerWrote(r),
                     r = read_opt(srv_r), if read_server => Event::ServerRead(r),
@@ -267,7 +277,7 @@ impl Session {
                 }
             };
             match ev {
-                Event::Shutdown => {}
+                Event::Shutdown => shutting_down = true,
                 Event::ClientWrote(Ok(_)) => self.client_flush = self.buffered_writer,
                 Event::ClientFlushed(Ok(())) => self.client_flush = false,
                 Event::ClientWrote(Err(_)) | Event::ClientFlushed(Err(_)) => break End::ClientGone,
@@ -330,10 +340,15 @@ impl Session {
             .stats
             .clients_active
             .fetch_add(1, Ordering::Relaxed);
-        // Align tracked parameters with what this client expects.
+        // Align tracked parameters with what this client expects (nothing to compare when the
+        // connection was last aligned with an equal set and nothing changed since).
         let mut sets = String::new();
-        {
-            let c = srv.conn();
+        let c = srv.conn();
+        let aligned = c
+            .aligned_for
+            .as_ref()
+            .is_some_and(|a| Arc::ptr_eq(a, &self.wanted) || **a == *self.wanted);
+        if !aligned {
             let wanted = &self.wanted;
             c.vigil_set.retain(|k| {
                 if wanted.iter().any(|(w, _)| w.eq_ignore_ascii_case(k)) {
@@ -345,7 +360,7 @@ impl Session {
             for k in sets.split(';').filter_map(|s| s.strip_prefix("RESET ")) {
                 c.params.retain(|(p, _)| !p.eq_ignore_ascii_case(k));
             }
-            for (k, v) in wanted {
+            for (k, v) in wanted.iter() {
                 if c.param(k) != Some(v.as_str()) {
                     // E'' quoting is safe whatever standard_conforming_strings says.
                     let lit = v.replace('\\', "\\\\").replace('\'', "''");
@@ -356,6 +371,7 @@ impl Session {
                     }
                 }
             }
+            c.aligned_for = Some(self.wanted.clone());
         }
         if !sets.is_empty() {
             self.sout.extend_from_slice(&simple::query(&sets));

@@ -154,6 +154,10 @@ pub struct ServerConn {
     pub vigil_set: Vec<String>,
     /// Parameters as reported at connect (what `RESET ALL`/`DISCARD ALL` return to).
     pub initial_params: Vec<(String, String)>,
+    /// The client parameter set this connection was last aligned with (see
+    /// `Session::attach`), while `params` has not changed since: a client with an equal set
+    /// needs no comparison. Cleared by every change of `params` other than the alignment.
+    pub aligned_for: Option<std::sync::Arc<[(String, String)]>>,
 }
 
 async fn read_msg<R: tokio::io::AsyncRead + Unpin>(
@@ -291,14 +295,22 @@ impl ServerConn {
             dirty: false,
             vigil_set: Vec::new(),
             initial_params: params,
+            aligned_for: None,
         })
     }
 
     /// After `DISCARD ALL`: every setting is back to its connect-time value.
     pub fn settings_reset(&mut self) {
         self.params = self.initial_params.clone();
+        self.aligned_for = None;
         self.vigil_set.clear();
         self.statements.clear();
+    }
+
+    /// A ParameterStatus from the server: record it (the alignment must be checked again).
+    pub fn note_param(&mut self, k: String, v: String) {
+        set_param(&mut self.params, k, v);
+        self.aligned_for = None;
     }
 
     /// Current value of a parameter (case-insensitive name).
@@ -372,7 +384,7 @@ impl ServerConn {
                 b'E' if err.is_none() => err = Some(ErrorFields::decode(m.body())?),
                 b'S' => {
                     let (k, v) = status::decode_parameter_status(m.body())?;
-                    set_param(&mut self.params, k, v);
+                    self.note_param(k, v);
                 }
                 b'Z' => break,
                 _ => {}

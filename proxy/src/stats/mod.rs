@@ -33,8 +33,7 @@ pub mod plans;
 pub mod sketch;
 pub mod table;
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -92,7 +91,7 @@ pub struct QueryStats {
     table: Table,
     analyses: AnalysisCache,
     /// Statement text hash -> fingerprint, for extended-protocol executions (bounded).
-    by_text: Mutex<HashMap<u64, u64>>,
+    by_text: Mutex<table::U64Map<u64>>,
     rules: RwLock<Arc<HeavyRules>>,
     emitter: Emitter,
     config: QueryStatsConfig,
@@ -104,9 +103,8 @@ pub struct QueryStats {
 const TEXT_CACHE_MAX: usize = 20_000;
 
 fn text_hash(sql: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    sql.hash(&mut h);
-    h.finish()
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x7465_7874).hash_one(sql)
 }
 
 /// sqlcommenter tags, only when the statement ends with a comment (cheap check first).
@@ -129,7 +127,7 @@ impl QueryStats {
         let stats = Arc::new(QueryStats {
             table: Table::new(config.max_fingerprints),
             analyses: AnalysisCache::new(config.max_fingerprints.max(1000)),
-            by_text: Mutex::new(HashMap::new()),
+            by_text: Mutex::new(table::U64Map::default()),
             rules: RwLock::new(Arc::new(rules)),
             emitter,
             heavy_signals: Default::default(),

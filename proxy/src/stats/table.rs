@@ -1,7 +1,7 @@
 //! The per-fingerprint statistics table: sharded, bounded, updated inline on the hot path.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -137,7 +137,7 @@ pub struct Record<'a> {
     pub tags: Option<Tags>,
 }
 
-type Shard = HashMap<u64, Entry>;
+type Shard = U64Map<Entry>;
 
 /// The bounded table.
 #[derive(Debug)]
@@ -150,19 +150,45 @@ pub struct Table {
     clock_ms: AtomicI64,
 }
 
-/// The table key: fingerprint, database and role hashed together.
+/// The table key: fingerprint, database and role hashed together (foldhash with a fixed seed:
+/// an in-process identity, never stored or sent).
 pub fn key(fingerprint: u64, database: &str, role: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = foldhash::fast::FixedState::with_seed(KEY_SEED).build_hasher();
     fingerprint.hash(&mut h);
     database.hash(&mut h);
     role.hash(&mut h);
     h.finish()
 }
 
+const KEY_SEED: u64 = 0x5649_4749_4c5f_6b65;
+
+/// A map keyed by an already-mixed 64-bit hash ([`key`], a fingerprint): the key is its own
+/// hash, so a lookup costs no hashing.
+pub type U64Map<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
+
+/// The hasher of [`U64Map`]: passes a `u64` through.
+#[derive(Default)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is expected; fold anything else in so the map still works.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 impl Table {
     pub fn new(max_entries: usize) -> Table {
         Table {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             max_per_shard: (max_entries / SHARDS).max(1),
             evicted: Default::default(),
             clock_ms: AtomicI64::new(0),
@@ -183,7 +209,8 @@ impl Table {
     }
 
     fn shard(&self, key: u64) -> MutexGuard<'_, Shard> {
-        self.shards[(key as usize) % SHARDS]
+        // Middle bits: the shard's map indexes by the low bits and tags by the top ones.
+        self.shards[((key >> 32) as usize) % SHARDS]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
