@@ -64,6 +64,8 @@ pub trait Sink<'a> {
     fn token(&mut self, t: NTok<'a>);
     /// Elements of a list were collapsed here (text rendering only; never hashed).
     fn collapsed(&mut self) {}
+    /// The statement has this `$n` parameter (seen even where a collapsed list drops it).
+    fn param(&mut self, _p: &'a str) {}
 }
 
 /// Keywords after which a `-` is unary (an expression starts).
@@ -254,7 +256,10 @@ pub fn normalize<'a, S: Sink<'a>>(src: &'a str, sink: &mut S) -> Lexer<'a> {
                 }
             }
             Kind::String => NTok::Const,
-            Kind::Param => NTok::Param(t.text),
+            Kind::Param => {
+                sink.param(t.text);
+                NTok::Param(t.text)
+            }
             Kind::Op => {
                 let negative = t.text == "-"
                     && !is_operand(prev)
