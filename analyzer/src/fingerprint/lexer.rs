@@ -37,6 +37,7 @@ pub struct Token<'a> {
 }
 
 /// The lexer; an iterator over [`Token`]s.
+#[derive(Clone)]
 pub struct Lexer<'a> {
     src: &'a str,
     b: &'a [u8],
@@ -50,6 +51,8 @@ const CONT: u8 = 2;
 const OP: u8 = 4;
 /// Whitespace, or `-`/`/` (which may start a comment).
 const TRIV: u8 = 8;
+/// One-byte punctuation that never starts a longer token: `( ) [ ] , ;`.
+const PUNCT: u8 = 16;
 
 /// Character classes by byte (identifier start/continuation, operator character).
 static CLASS: [u8; 256] = {
@@ -88,6 +91,9 @@ static CLASS: [u8; 256] = {
             b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c' | b'-' | b'/'
         ) {
             t[i] |= TRIV;
+        }
+        if matches!(c, b'(' | b')' | b'[' | b']' | b',' | b';') {
+            t[i] |= PUNCT;
         }
         i += 1;
     }
@@ -326,21 +332,25 @@ impl<'a> Lexer<'a> {
 impl<'a> Iterator for Lexer<'a> {
     type Item = Token<'a>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Token<'a>> {
-        if CLASS[self.peek(0) as usize] & TRIV != 0 {
-            if self.peek(0) == b' ' && CLASS[self.peek(1) as usize] & TRIV == 0 {
+        let b = self.b;
+        let mut c = *b.get(self.pos)?;
+        if CLASS[c as usize] & TRIV != 0 {
+            let c1 = b.get(self.pos + 1).copied().unwrap_or(0);
+            if c == b' ' && CLASS[c1 as usize] & TRIV == 0 {
                 self.pos += 1;
             } else {
                 self.skip_trivia();
             }
+            c = *b.get(self.pos)?;
         }
         let start = self.pos;
-        let c = *self.b.get(start)?;
-        let c1 = self.peek(1);
-        // Fast path: an identifier or keyword that is not a string prefix (`E'`, `U&'`...).
-        if is_ident_start(c) && c1 != b'\'' && c1 != b'&' {
-            let b = self.b;
+        let c1 = b.get(start + 1).copied().unwrap_or(0);
+        // Fast paths: an identifier or keyword that is not a string prefix (`E'`, `U&'`...), and
+        // one-byte punctuation.
+        let class = CLASS[c as usize];
+        if class & START != 0 && c1 != b'\'' && c1 != b'&' {
             let mut p = start + 1;
             while p < b.len() && is_ident_cont(b[p]) {
                 p += 1;
@@ -349,6 +359,27 @@ impl<'a> Iterator for Lexer<'a> {
             self.trailing_comment = None;
             return Some(self.tok(Kind::Word, start));
         }
+        // `.` not starting a number, and a one-character operator (a `-`/`/` here does not start
+        // a comment: the trivia skip above saw it).
+        let kind = if class & PUNCT != 0 || (c == b'.' && !c1.is_ascii_digit()) {
+            Kind::Punct
+        } else if class & OP != 0 && !is_op_char(c1) {
+            Kind::Op
+        } else {
+            return self.next_other(start, c, c1);
+        };
+        self.pos = start + 1;
+        if c != b';' {
+            self.trailing_comment = None;
+        }
+        Some(self.tok(kind, start))
+    }
+}
+
+impl<'a> Lexer<'a> {
+    /// [`Lexer::next`] for everything but words and one-byte punctuation.
+    #[inline(never)]
+    fn next_other(&mut self, start: usize, c: u8, c1: u8) -> Option<Token<'a>> {
         let kind = match c {
             b'\'' => {
                 self.scan_string(false);

@@ -19,7 +19,7 @@ pub mod sink;
 pub mod split;
 
 use crate::sqlcommenter::Tags;
-use lexer::{Kind, Lexer};
+use lexer::Lexer;
 use sink::{HashSink, TextSink};
 
 /// A statement's fingerprint, normalized text and sqlcommenter tags.
@@ -67,20 +67,22 @@ pub fn fingerprint_id(sql: &str) -> u64 {
 /// A multi-statement string gets one fingerprint over all its statements; use
 /// [`split::split_statements`] first for per-statement fingerprints.
 pub fn fingerprint(sql: &str) -> Fingerprint {
-    let first_const = if sql.as_bytes().contains(&b'$') {
-        max_param(sql) + 1
-    } else {
-        1
-    };
-    let mut sink = TextSink::new(sql.len().min(4096), first_const);
-    let lx = normalize::normalize(sql, &mut sink);
+    let capacity = sql.len().min(4096);
+    let mut sink = TextSink::new(capacity, 1);
+    let mut lx = normalize::normalize(sql, &mut sink);
+    if sink.max_param > 0 && sink.numbered_constants() {
+        // Constants are numbered after the statement's own `$n` parameters, which are known only
+        // now: normalize again (only statements with both parameters and constants).
+        sink = TextSink::new(capacity, sink.max_param + 1);
+        lx = normalize::normalize(sql, &mut sink);
+    }
     let tags = lx
         .trailing_comment()
         .and_then(Tags::parse)
         .unwrap_or_default();
     Fingerprint {
         id: sink.hash.finish(),
-        normalized: sink.out,
+        normalized: sink.into_text(),
         tags,
     }
 }
@@ -92,12 +94,4 @@ pub fn tags(sql: &str) -> Tags {
     lx.trailing_comment()
         .and_then(Tags::parse)
         .unwrap_or_default()
-}
-
-fn max_param(sql: &str) -> u32 {
-    Lexer::new(sql)
-        .filter(|t| t.kind == Kind::Param)
-        .filter_map(|t| t.text[1..].parse::<u32>().ok())
-        .max()
-        .unwrap_or(0)
 }

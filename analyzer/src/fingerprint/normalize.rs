@@ -39,6 +39,15 @@ impl NTok<'_> {
         }
     }
 
+    /// The byte of a one-byte [`NTok::Raw`] (punctuation such as `,` or `(`), else 0.
+    #[inline(always)]
+    fn punct(&self) -> u8 {
+        match self {
+            NTok::Raw(r) if r.len() == 1 => r.as_bytes()[0],
+            _ => 0,
+        }
+    }
+
     #[inline(always)]
     fn is_raw(&self, s: &str) -> bool {
         matches!(self, NTok::Raw(r) if *r == s)
@@ -55,6 +64,8 @@ pub trait Sink<'a> {
     fn token(&mut self, t: NTok<'a>);
     /// Elements of a list were collapsed here (text rendering only; never hashed).
     fn collapsed(&mut self) {}
+    /// The statement has this `$n` parameter (seen even where a collapsed list drops it).
+    fn param(&mut self, _p: &'a str) {}
 }
 
 /// Keywords after which a `-` is unary (an expression starts).
@@ -168,10 +179,9 @@ pub fn normalize<'a, S: Sink<'a>>(src: &'a str, sink: &mut S) -> Lexer<'a> {
     let mut window_mask: u64 = 0;
     let mut typemod = TypeMod::None;
     let mut semis: u32 = 0;
-    let mut next: Option<Token<'a>> = lx.next();
-
-    while let Some(t) = next.take() {
-        next = lx.next();
+    // One inlined `lx.next()` call site; the rare lookahead (ordinals, negative numbers) lexes
+    // ahead on a copy of the lexer.
+    while let Some(t) = lx.next() {
         if t.kind == Kind::Punct && t.text == ";" {
             semis += 1;
             by_list = None;
@@ -233,7 +243,7 @@ pub fn normalize<'a, S: Sink<'a>>(src: &'a str, sink: &mut S) -> Lexer<'a> {
                 let ordinal = by_list == Some(depth)
                     && prev.is_some_and(|p| p.is_word("by") || p.is_raw(","))
                     && t.text.bytes().all(|b| b.is_ascii_digit())
-                    && match next {
+                    && match peek(&lx).0 {
                         None => true,
                         Some(n) if n.kind == Kind::Punct => matches!(n.text, "," | ")" | ";"),
                         Some(n) if n.kind == Kind::Word => word_in(n.text, AFTER_ORDINAL),
@@ -246,14 +256,22 @@ pub fn normalize<'a, S: Sink<'a>>(src: &'a str, sink: &mut S) -> Lexer<'a> {
                 }
             }
             Kind::String => NTok::Const,
-            Kind::Param => NTok::Param(t.text),
+            Kind::Param => {
+                sink.param(t.text);
+                NTok::Param(t.text)
+            }
             Kind::Op => {
-                if t.text == "-"
-                    && next.is_some_and(|n| n.kind == Kind::Number)
+                let negative = t.text == "-"
                     && !is_operand(prev)
                     && !matches!(typemod, TypeMod::Inside(_))
-                {
-                    next = lx.next();
+                    && match peek(&lx) {
+                        (Some(n), after) if n.kind == Kind::Number => {
+                            lx = after; // the number is part of the constant
+                            true
+                        }
+                        _ => false,
+                    };
+                if negative {
                     NTok::Const
                 } else if t.text == "!=" {
                     NTok::Raw("<>")
@@ -308,6 +326,13 @@ pub fn normalize<'a, S: Sink<'a>>(src: &'a str, sink: &mut S) -> Lexer<'a> {
     lx
 }
 
+/// The next token and the lexer after it, leaving `lx` as it is.
+#[inline(never)]
+fn peek<'a>(lx: &Lexer<'a>) -> (Option<Token<'a>>, Lexer<'a>) {
+    let mut la = lx.clone();
+    (la.next(), la)
+}
+
 /// Tokens of a first list element kept inline; longer elements (wide VALUES rows) spill to a
 /// `Vec`, the only allocation of the fast path, up to [`MAX_ELEMENT`] tokens.
 const CAP: usize = 64;
@@ -332,13 +357,32 @@ enum Phase {
 pub struct Collapser<'a> {
     phase: Phase,
     values: bool,
-    close: &'static str,
+    /// The list's closing bracket (`)` or `]`).
+    close: u8,
     first: [NTok<'a>; CAP],
     spill: Vec<NTok<'a>>,
     first_len: usize,
     depth: i32,
     extra: u32,
-    last: Option<NTok<'a>>,
+    /// The last emitted token, as far as [`Collapser::trigger`] needs it.
+    last: Last,
+}
+
+/// What the last emitted token was, for list triggers (`IN (`, `ARRAY[`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Last {
+    In,
+    Array,
+    Other,
+}
+
+/// What a token starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// `VALUES`: rows follow.
+    Values,
+    /// `IN (` or `ARRAY[`: elements follow, up to this closing bracket.
+    List(u8),
 }
 
 impl Default for Collapser<'_> {
@@ -352,22 +396,27 @@ impl<'a> Collapser<'a> {
         Collapser {
             phase: Phase::Off,
             values: false,
-            close: ")",
+            close: b')',
             first: [NTok::Const; CAP],
             spill: Vec::new(),
             first_len: 0,
             depth: 0,
             extra: 0,
-            last: None,
+            last: Last::Other,
         }
     }
 
+    #[inline(always)]
     fn emit<S: Sink<'a>>(&mut self, t: NTok<'a>, sink: &mut S) {
         sink.token(t);
-        self.last = Some(t);
+        self.last = match t {
+            NTok::Word(w) if w.len() == 2 && w.eq_ignore_ascii_case("in") => Last::In,
+            NTok::Word(w) if w.len() == 5 && w.eq_ignore_ascii_case("array") => Last::Array,
+            _ => Last::Other,
+        };
     }
 
-    fn start(&mut self, values: bool, close: &'static str) {
+    fn start(&mut self, values: bool, close: u8) {
         self.phase = if values {
             Phase::ValuesStart
         } else {
@@ -393,14 +442,14 @@ impl<'a> Collapser<'a> {
         true
     }
 
-    /// Does `t` start a collapsible list? Returns its closing token, or `"values"`.
+    /// Does `t` start a collapsible list?
     #[inline(always)]
-    fn trigger(&self, t: NTok<'a>) -> Option<&'static str> {
+    fn trigger(&self, t: NTok<'a>) -> Option<Trigger> {
         match (t, self.last) {
-            (NTok::Raw("("), Some(l)) if l.is_word("in") => Some(")"),
-            (NTok::Raw("["), Some(l)) if l.is_word("array") => Some("]"),
+            (NTok::Raw("("), Last::In) => Some(Trigger::List(b')')),
+            (NTok::Raw("["), Last::Array) => Some(Trigger::List(b']')),
             (NTok::Word(w), _) if w.len() == 6 && w.eq_ignore_ascii_case("values") => {
-                Some("values")
+                Some(Trigger::Values)
             }
             _ => None,
         }
@@ -415,11 +464,12 @@ impl<'a> Collapser<'a> {
         }
     }
 
+    #[inline(always)]
     fn nest(&mut self, t: &NTok<'_>) {
-        if t.is_raw("(") || t.is_raw("[") {
-            self.depth += 1;
-        } else if t.is_raw(")") || t.is_raw("]") {
-            self.depth -= 1;
+        match t.punct() {
+            b'(' | b'[' => self.depth += 1,
+            b')' | b']' => self.depth -= 1,
+            _ => {}
         }
     }
 
@@ -439,14 +489,67 @@ impl<'a> Collapser<'a> {
         self.phase = Phase::Off;
     }
 
+    /// Feeds one token. The hot paths are inlined: outside lists, a token that cannot start one
+    /// goes straight to the sink; inside a list, a later element's token that matches the first
+    /// element's (or the `,` after a complete match) is only counted. Everything else takes
+    /// [`Collapser::push_list`].
+    #[inline(always)]
     pub fn push<S: Sink<'a>>(&mut self, t: NTok<'a>, sink: &mut S) {
+        match self.phase {
+            Phase::Off => {
+                let may_trigger = match t {
+                    NTok::Raw(r) => r.len() == 1 && self.last != Last::Other,
+                    NTok::Word(w) => w.len() == 6 && w.as_bytes()[0] | 0x20 == b'v',
+                    _ => false,
+                };
+                if !may_trigger {
+                    self.emit(t, sink);
+                    return;
+                }
+            }
+            Phase::Compare(pos) => {
+                let punct = t.punct();
+                if !self.values && self.depth == 0 && (punct == b',' || punct == self.close) {
+                    // An element ends: counted if it matched the first one completely.
+                    if punct == b',' && pos == self.first_len {
+                        self.extra += 1;
+                        self.phase = Phase::Compare(0);
+                        return;
+                    }
+                } else if pos < self.first_len && self.first_at(pos).same(&t) {
+                    self.nest(&t);
+                    if !self.values || self.depth != 0 {
+                        self.phase = Phase::Compare(pos + 1);
+                        return;
+                    }
+                    if pos + 1 == self.first_len {
+                        // A VALUES row matched the first row.
+                        self.extra += 1;
+                        self.phase = Phase::AfterRow;
+                    } else {
+                        self.replay(pos + 1, sink);
+                    }
+                    return;
+                }
+            }
+            Phase::AfterRow if t.is_raw(",") => {
+                self.phase = Phase::Compare(0);
+                return;
+            }
+            _ => {}
+        }
+        self.push_list(t, sink);
+    }
+
+    #[inline(never)]
+    fn push_list<S: Sink<'a>>(&mut self, t: NTok<'a>, sink: &mut S) {
         match self.phase {
             Phase::Off => {
                 let trigger = self.trigger(t);
                 self.emit(t, sink);
                 match trigger {
-                    Some("values") => self.start(true, ")"),
-                    Some(close) => self.start(false, close),
+                    Some(Trigger::Values) => self.start(true, b')'),
+                    Some(Trigger::List(close)) => self.start(false, close),
                     None => {}
                 }
             }
@@ -467,7 +570,7 @@ impl<'a> Collapser<'a> {
                     self.push(t, sink);
                     return;
                 }
-                if !self.values && self.depth == 0 && (t.is_raw(",") || t.is_raw(self.close)) {
+                if !self.values && self.depth == 0 && (t.is_raw(",") || t.punct() == self.close) {
                     if t.is_raw(",") {
                         self.phase = Phase::Compare(0);
                     } else {
@@ -498,7 +601,7 @@ impl<'a> Collapser<'a> {
                 }
             }
             Phase::Compare(pos) => {
-                if !self.values && self.depth == 0 && (t.is_raw(",") || t.is_raw(self.close)) {
+                if !self.values && self.depth == 0 && (t.is_raw(",") || t.punct() == self.close) {
                     if pos == self.first_len {
                         self.extra += 1;
                         if t.is_raw(",") {

@@ -18,6 +18,13 @@ use super::normalize::{NTok, Sink};
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
 const SEED: u64 = 0x243F_6A88_85A3_08D3;
 
+// Token tags.
+const WORD: u8 = 1;
+const QUOTED: u8 = 2;
+const RAW: u8 = 3;
+const CONST: u8 = 4;
+const PARAM: u8 = 5;
+
 /// The streaming fingerprint hasher.
 #[derive(Debug, Clone)]
 pub struct HashSink {
@@ -37,12 +44,18 @@ fn fold(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// Little-endian load of the first 8 bytes of `b` (at least 8 long).
+#[inline(always)]
+fn le8(b: &[u8]) -> u64 {
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
 /// Little-endian load of up to 8 bytes, zero-padded (overlapping loads, no copy).
 #[inline(always)]
 fn load_le(b: &[u8]) -> u64 {
     let n = b.len();
     if n >= 8 {
-        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        le8(b)
     } else if n >= 4 {
         let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
         let hi = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]) as u64;
@@ -72,21 +85,27 @@ impl HashSink {
         self.h = fold(self.h ^ w, K);
     }
 
+    /// A short token (`n` <= 7 bytes, loaded in `w` and lowercased where its tag asks): one word
+    /// `tag << 4 | len` + the content bytes.
+    #[inline(always)]
+    fn short(&mut self, tag: u8, n: usize, w: u64) {
+        self.count += 1;
+        self.mix((tag as u64) << 4 | n as u64 | w << 8);
+    }
+
     #[inline(always)]
     fn bytes(&mut self, tag: u8, b: &[u8], lower: bool) {
-        self.count += 1;
         let n = b.len();
         if n <= 7 {
-            // Short token: one word `tag << 4 | len` + up to 7 content bytes.
             let w = load_le(b);
-            let w = if lower { lower8(w) } else { w };
-            self.mix((tag as u64) << 4 | n as u64 | w << 8);
+            self.short(tag, n, if lower { lower8(w) } else { w });
             return;
         }
+        self.count += 1;
         self.mix((tag as u64) << 4 | 8 | (n as u64) << 8);
         let mut chunks = b.chunks_exact(8);
         for c in &mut chunks {
-            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            let w = le8(c);
             self.mix(if lower { lower8(w) } else { w });
         }
         let rest = chunks.remainder();
@@ -99,11 +118,11 @@ impl HashSink {
     #[inline(always)]
     pub fn add(&mut self, t: NTok<'_>) {
         match t {
-            NTok::Word(w) => self.bytes(1, w.as_bytes(), true),
-            NTok::Quoted(q) => self.bytes(2, q.as_bytes(), false),
-            NTok::Raw(r) => self.bytes(3, r.as_bytes(), false),
-            NTok::Const => self.bytes(4, &[], false),
-            NTok::Param(_) => self.bytes(5, &[], false),
+            NTok::Word(w) => self.bytes(WORD, w.as_bytes(), true),
+            NTok::Quoted(q) => self.bytes(QUOTED, q.as_bytes(), false),
+            NTok::Raw(r) => self.bytes(RAW, r.as_bytes(), false),
+            NTok::Const => self.short(CONST, 0, 0),
+            NTok::Param(_) => self.short(PARAM, 0, 0),
         }
     }
 
@@ -125,42 +144,56 @@ impl<'a> Sink<'a> for HashSink {
     }
 }
 
-/// Words after which `(` is preceded by a space in the text (keywords rather than functions).
-const SPACE_BEFORE_PAREN: &[&str] = &[
-    "in",
-    "values",
-    "as",
-    "on",
-    "using",
-    "from",
-    "join",
-    "where",
-    "and",
-    "or",
-    "not",
-    "select",
-    "into",
-    "when",
-    "then",
-    "else",
-    "set",
-    "by",
-    "over",
-    "exists",
-    "with",
-    "returning",
-    "union",
-    "table",
-    "conflict",
-    "filter",
-    "lateral",
-    "is",
-    "between",
-    "like",
-    "ilike",
-    "case",
-    "distinct",
-];
+/// Is `w` a word after which `(` is preceded by a space in the text (a keyword rather than a
+/// function)?
+fn space_before_paren(w: &str) -> bool {
+    let n = w.len();
+    if !(2..=MAX_PAREN_KEYWORD).contains(&n) {
+        return false;
+    }
+    let mut buf = [0u8; MAX_PAREN_KEYWORD];
+    buf[..n].copy_from_slice(w.as_bytes());
+    buf.make_ascii_lowercase();
+    matches!(
+        &buf[..n],
+        b"in"
+            | b"values"
+            | b"as"
+            | b"on"
+            | b"using"
+            | b"from"
+            | b"join"
+            | b"where"
+            | b"and"
+            | b"or"
+            | b"not"
+            | b"select"
+            | b"into"
+            | b"when"
+            | b"then"
+            | b"else"
+            | b"set"
+            | b"by"
+            | b"over"
+            | b"exists"
+            | b"with"
+            | b"returning"
+            | b"union"
+            | b"table"
+            | b"conflict"
+            | b"filter"
+            | b"lateral"
+            | b"is"
+            | b"between"
+            | b"like"
+            | b"ilike"
+            | b"case"
+            | b"distinct"
+    )
+}
+
+/// The longest word [`space_before_paren`] knows (`returning`).
+const MAX_PAREN_KEYWORD: usize = 9;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Prev {
@@ -175,10 +208,14 @@ enum Prev {
 
 /// Builds the normalized text (and the hash, so both come from one pass).
 pub struct TextSink<'a> {
-    pub out: String,
+    /// The text so far: whole `&str` tokens and ASCII, so always UTF-8.
+    out: Vec<u8>,
     last_word: &'a str,
     pub hash: HashSink,
+    first_const: u32,
     next_const: u32,
+    /// The highest `$n` parameter number in the statement.
+    pub max_param: u32,
     prev: Prev,
     after_into: bool,
 }
@@ -187,12 +224,67 @@ impl TextSink<'_> {
     /// `first_const`: the number of the first `$n` given to a constant (after existing params).
     pub fn new(capacity: usize, first_const: u32) -> Self {
         TextSink {
-            out: String::with_capacity(capacity),
+            out: Vec::with_capacity(capacity),
             hash: HashSink::default(),
+            first_const,
             next_const: first_const,
+            max_param: 0,
             prev: Prev::Start,
             after_into: false,
             last_word: "",
+        }
+    }
+
+    /// Were constants numbered (`$n`) in the text?
+    pub fn numbered_constants(&self) -> bool {
+        self.next_const > self.first_const
+    }
+
+    /// The normalized text.
+    pub fn into_text(self) -> String {
+        String::from_utf8(self.out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// Hashes and appends a token's bytes (tag as in [`HashSink`]); a short token is loaded and
+    /// lowercased once for both.
+    #[inline(always)]
+    fn hash_push(&mut self, tag: u8, b: &[u8], lower: bool) {
+        let n = b.len();
+        if n <= 7 {
+            let w = load_le(b);
+            let w = if lower { lower8(w) } else { w };
+            self.hash.short(tag, n, w);
+            let start = self.out.len();
+            self.out.extend_from_slice(&w.to_le_bytes());
+            self.out.truncate(start + n);
+        } else {
+            self.hash.bytes(tag, b, lower);
+            self.push(b, lower);
+        }
+    }
+
+    /// Appends `b`, ASCII-lowercased if `lower`, in 8-byte words (no `memcpy` call, no per-byte
+    /// loop): a short token is one word cut back to its length; a longer one ends with its last 8
+    /// bytes written over the tail.
+    #[inline(always)]
+    fn push(&mut self, b: &[u8], lower: bool) {
+        let low = |w: u64| if lower { lower8(w) } else { w };
+        let n = b.len();
+        let start = self.out.len();
+        if n <= 8 {
+            self.out.extend_from_slice(&low(load_le(b)).to_le_bytes());
+            self.out.truncate(start + n);
+            return;
+        }
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            self.out.extend_from_slice(&low(le8(c)).to_le_bytes());
+        }
+        if !chunks.remainder().is_empty() {
+            self.out.truncate(start + n - 8);
+            self.out
+                .extend_from_slice(&low(le8(&b[n - 8..])).to_le_bytes());
         }
     }
 
@@ -201,14 +293,9 @@ impl TextSink<'_> {
             return false;
         }
         match t {
-            NTok::Raw(r) => match *r {
-                ")" | "]" | "," | ";" | "." | "::" | "[" => false,
-                "(" => {
-                    !matches!(self.prev, Prev::Word)
-                        || SPACE_BEFORE_PAREN
-                            .iter()
-                            .any(|k| self.last_word.eq_ignore_ascii_case(k))
-                }
+            NTok::Raw(r) => match r.as_bytes() {
+                [b')' | b']' | b',' | b';' | b'.' | b'['] | b"::" => false,
+                b"(" => !matches!(self.prev, Prev::Word) || space_before_paren(self.last_word),
                 _ => true,
             },
             _ => true,
@@ -217,17 +304,15 @@ impl TextSink<'_> {
 }
 
 impl<'a> Sink<'a> for TextSink<'a> {
+    #[inline(always)]
     fn token(&mut self, t: NTok<'a>) {
-        self.hash.add(t);
         if self.space_before(&t) {
-            self.out.push(' ');
+            self.out.push(b' ');
         }
         self.prev = Prev::Other;
         match t {
             NTok::Word(w) => {
-                let start = self.out.len();
-                self.out.push_str(w);
-                self.out[start..].make_ascii_lowercase();
+                self.hash_push(WORD, w.as_bytes(), true);
                 // `(` after a keyword, or after the table after INTO (`insert into t (a, b)`),
                 // takes a space; decided when a `(` follows.
                 self.prev = if self.after_into {
@@ -239,26 +324,37 @@ impl<'a> Sink<'a> for TextSink<'a> {
                 self.after_into = w.eq_ignore_ascii_case("into");
             }
             NTok::Quoted(q) => {
-                self.out.push_str(q);
+                self.hash_push(QUOTED, q.as_bytes(), false);
                 self.prev = Prev::Word;
             }
             NTok::Raw(r) => {
-                self.out.push_str(r);
-                if matches!(r, "(" | "[" | "." | "::") {
+                self.hash_push(RAW, r.as_bytes(), false);
+                if matches!(r.as_bytes(), b"(" | b"[" | b"." | b"::") {
                     self.prev = Prev::Glue;
                 }
             }
             NTok::Const => {
-                self.out.push('$');
-                self.out.push_str(itoa(self.next_const).as_str());
+                self.hash.add(t);
+                self.out.push(b'$');
+                let n = itoa(self.next_const);
+                self.out.extend_from_slice(n.as_bytes());
                 self.next_const += 1;
             }
-            NTok::Param(p) => self.out.push_str(p),
+            NTok::Param(p) => {
+                self.hash.add(t);
+                self.push(p.as_bytes(), false);
+            }
         }
     }
 
     fn collapsed(&mut self) {
-        self.out.push_str(" /*, ... */");
+        self.out.extend_from_slice(b" /*, ... */");
+    }
+
+    fn param(&mut self, p: &'a str) {
+        if let Ok(n) = p[1..].parse::<u32>() {
+            self.max_param = self.max_param.max(n);
+        }
     }
 }
 
@@ -284,9 +380,8 @@ struct ItoaBuf {
 }
 
 impl ItoaBuf {
-    fn as_str(&self) -> &str {
-        // Only ASCII digits were written.
-        std::str::from_utf8(&self.b[self.start..]).unwrap_or("0")
+    fn as_bytes(&self) -> &[u8] {
+        &self.b[self.start..]
     }
 }
 
