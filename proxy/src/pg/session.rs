@@ -142,9 +142,20 @@ async fn read_opt(s: Option<(&mut OwnedReadHalf, &mut BytesMut)>) -> std::io::Re
     }
 }
 
+/// Write from one contiguous buffer with `write` (a `send` on a TCP socket): `write_buf` takes
+/// the vectored path, a `writev` per write, which costs the kernel more for a single slice.
+async fn write_contiguous<W: tokio::io::AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    let n = w.write(&buf[..]).await?;
+    bytes::Buf::advance(buf, n);
+    Ok(n)
+}
+
 async fn write_opt(s: Option<&mut OwnedWriteHalf>, buf: &mut BytesMut) -> std::io::Result<usize> {
     match s {
-        Some(wr) => wr.write_buf(buf).await,
+        Some(wr) => write_contiguous(wr, buf).await,
         None => std::future::pending().await,
     }
 }
@@ -191,7 +202,7 @@ async fn client_write(w: &mut WriteHalf<Box<dyn ClientIo>>, buf: &mut BytesMut) 
     if buf.is_empty() {
         Event::ClientFlushed(w.flush().await)
     } else {
-        Event::ClientWrote(w.write_buf(buf).await)
+        Event::ClientWrote(write_contiguous(w, buf).await)
     }
 }
 
