@@ -20,6 +20,8 @@ use std::time::Duration;
 use sqlx::any::{Any, AnyPoolOptions};
 
 type AnyPool = sqlx::Pool<Any>;
+/// A query on the store's pool, for helpers that bind rows.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Row, SqlSafeStr};
 use vigil_signal::Signal;

@@ -8,7 +8,7 @@ use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 use vigil_signal::{QueryStats, Signal};
 
-use super::{Backend, Store, StoreError, placeholder_groups};
+use super::{AnyQuery, Backend, Store, StoreError, placeholder_groups};
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -170,6 +170,19 @@ const COLUMNS: &str = "(fingerprint, database_name, role_name, resolution, bucke
      errors, row_count, total_seconds, min_seconds, max_seconds, p50_seconds, p95_seconds, p99_seconds, \
      pool_wait_seconds, cache_hits, cache_misses, cache_bypasses, cache_saved_seconds, extra)";
 
+/// Bind the 5 key columns (fingerprint, database, role, resolution, bucket) of each bucket.
+fn bind_keys<'q>(
+    mut q: AnyQuery<'q>,
+    chunk: &[(&'q BucketKey, &QueryStats)],
+    resolution: Resolution,
+) -> AnyQuery<'q> {
+    for ((fp, db, role, bucket), _) in chunk {
+        q = q.bind(fp.as_str()).bind(db.as_str()).bind(role.as_str());
+        q = q.bind(resolution.as_str()).bind(*bucket);
+    }
+    q
+}
+
 /// Merge summed statistics into their `resolution` buckets (read-modify-write inside `tx`),
 /// with three statements per [`BUCKET_ROWS`] buckets: empty rows are inserted first (`DO
 /// NOTHING`) so that concurrent writers (several replicas on PostgreSQL) serialize on the row
@@ -195,12 +208,9 @@ async fn merge_buckets(
             " ON CONFLICT (fingerprint, database_name, role_name, resolution, bucket_ms) DO NOTHING",
         );
         // Only placeholders are interpolated; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for ((fp, db, role, bucket), _) in chunk {
-            q = q.bind(fp.as_str()).bind(db.as_str()).bind(role.as_str());
-            q = q.bind(resolution.as_str()).bind(*bucket);
-        }
-        q.execute(&mut **tx).await?;
+        bind_keys(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk, resolution)
+            .execute(&mut **tx)
+            .await?;
 
         let mut sql = format!(
             "{SELECT_BUCKETS} WHERE (fingerprint, database_name, role_name, resolution, bucket_ms) IN (VALUES "
@@ -210,11 +220,7 @@ async fn merge_buckets(
         if !sqlite {
             sql.push_str(" FOR UPDATE");
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for ((fp, db, role, bucket), _) in chunk {
-            q = q.bind(fp.as_str()).bind(db.as_str()).bind(role.as_str());
-            q = q.bind(resolution.as_str()).bind(*bucket);
-        }
+        let q = bind_keys(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk, resolution);
         let mut stored: BTreeMap<BucketKey, QueryStats> = BTreeMap::new();
         for row in q.fetch_all(&mut **tx).await? {
             let row = decode(&row)?;

@@ -17,7 +17,8 @@ use sqlx::Row;
 use vigil_signal::Signal;
 
 use super::{
-    Backend, InsertReport, Store, StoreError, enum_str, ms, pgss, placeholders, query_stats,
+    AnyQuery, Backend, InsertReport, Store, StoreError, enum_str, ms, pgss, placeholders,
+    query_stats,
 };
 
 /// Rows per multi-row `INSERT` (10 parameters a row; SQLite allows 32,766, PostgreSQL 65,535).
@@ -154,8 +155,6 @@ impl Store {
         Ok((report, fresh))
     }
 }
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::any::Any, sqlx::any::AnyArguments>;
 
 /// Bind the 10 columns of each signal of `rows`.
 fn bind_rows<'q>(
