@@ -17,6 +17,7 @@ use opentelemetry::trace::Span as _;
 use super::body::{self, BoxError, ProxyBody, Watched};
 use super::headers::{add_forwarded, add_via, strip_hop_by_hop};
 use super::metrics::ReasonLabels;
+use super::trace::RequestTrace;
 use super::upstream::Instance;
 use super::{HttpProxy, Live, RequestCtx, error_response};
 
@@ -28,19 +29,33 @@ pub enum Outbound {
     Stream(Incoming),
 }
 
+/// How the last attempt at an upstream exchange failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(super) enum Failure {
     Unavailable,
     Timeout,
     Connect,
     Io,
 }
 
+impl Failure {
+    /// The status the client gets when no attempt succeeded.
+    pub(super) fn status(self) -> StatusCode {
+        match self {
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Io => StatusCode::BAD_GATEWAY,
+            Failure::Unavailable | Failure::Connect => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 pub fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
+    is_idempotent_name(m.as_str())
+}
+
+/// [`is_idempotent`] by method name.
+pub fn is_idempotent_name(m: &str) -> bool {
+    matches!(m, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
 }
 
 impl HttpProxy {
@@ -140,14 +155,8 @@ impl HttpProxy {
                 (None, Some(s)) => s,
                 (None, None) => break,
             };
-            if attempt > 0 {
-                if !self.retry_budget.withdraw() {
-                    self.count_error("retry_budget_exhausted");
-                    break;
-                }
-                self.metrics.retries.inc();
-            } else {
-                self.retry_budget.deposit();
+            if !self.budget_attempt(attempt) {
+                break;
             }
             let inst = live.pool.get(i);
             let pooled = inst.scheme == http::uri::Scheme::HTTP;
@@ -184,32 +193,18 @@ impl HttpProxy {
             let budget = t
                 .per_try()
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let mut span = self.tracing.start_client(&ctx.trace, || {
-                vec![
-                    KeyValue::new("server.address", inst.authority.to_string()),
-                    KeyValue::new("http.request.resend_count", i64::from(attempt)),
-                ]
-            });
+            let span = self.client_span(&ctx.trace, inst, attempt);
             let in_flight = live.pool.begin(i);
             let sent = tokio::time::timeout(budget, self.send(inst, pooled, out)).await;
             drop(in_flight);
-            if let Some(span) = span.as_mut() {
-                if let Ok(Ok(resp)) = &sent {
-                    span.set_attribute(KeyValue::new(
-                        "http.response.status_code",
-                        i64::from(resp.status().as_u16()),
-                    ));
-                } else {
-                    span.set_status(opentelemetry::trace::Status::error("upstream failed"));
-                }
-                span.end();
-            }
+            let status = match &sent {
+                Ok(Ok(resp)) => Some(resp.status().as_u16()),
+                _ => None,
+            };
+            end_client_span(span, status);
             match sent {
                 Ok(Ok(mut resp)) => {
-                    live.pool.success(i);
-                    self.metrics
-                        .healthy_upstreams
-                        .set(live.pool.healthy() as i64);
+                    self.note_success(live, i);
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                         && let Some(client) = upgrade.take()
                     {
@@ -255,13 +250,44 @@ impl HttpProxy {
                 break;
             }
         }
-        match last {
-            Failure::Timeout => error_response(StatusCode::GATEWAY_TIMEOUT, false),
-            Failure::Io => error_response(StatusCode::BAD_GATEWAY, false),
-            Failure::Unavailable | Failure::Connect => {
-                error_response(StatusCode::SERVICE_UNAVAILABLE, false)
-            }
+        error_response(last.status(), false)
+    }
+
+    /// Accounts for attempt number `attempt` of a request: the first deposits into the retry
+    /// budget, a retry withdraws from it (false, counted, when the budget is spent).
+    pub(super) fn budget_attempt(&self, attempt: u32) -> bool {
+        if attempt == 0 {
+            self.retry_budget.deposit();
+            return true;
         }
+        if !self.retry_budget.withdraw() {
+            self.count_error("retry_budget_exhausted");
+            return false;
+        }
+        self.metrics.retries.inc();
+        true
+    }
+
+    /// The client span of one attempt (child of the request's server span), when traced.
+    pub(super) fn client_span(
+        &self,
+        trace: &RequestTrace,
+        inst: &Instance,
+        attempt: u32,
+    ) -> Option<opentelemetry::global::BoxedSpan> {
+        self.tracing.start_client(trace, || {
+            vec![
+                KeyValue::new("server.address", inst.authority.to_string()),
+                KeyValue::new("http.request.resend_count", i64::from(attempt)),
+            ]
+        })
+    }
+
+    pub(super) fn note_success(&self, live: &Live, i: usize) {
+        live.pool.success(i);
+        self.metrics
+            .healthy_upstreams
+            .set(live.pool.healthy() as i64);
     }
 
     /// One exchange with an upstream instance.
@@ -290,14 +316,14 @@ impl HttpProxy {
         }
     }
 
-    fn count_error(&self, reason: &'static str) {
+    pub(super) fn count_error(&self, reason: &'static str) {
         self.metrics
             .upstream_errors
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 
-    fn note_failure(&self, live: &Live, i: usize) {
+    pub(super) fn note_failure(&self, live: &Live, i: usize) {
         if live.pool.failure(i) {
             self.metrics.ejections.inc();
             tracing::warn!(upstream = %live.pool.get(i).authority, "upstream instance ejected");
@@ -305,6 +331,17 @@ impl HttpProxy {
         self.metrics
             .healthy_upstreams
             .set(live.pool.healthy() as i64);
+    }
+}
+
+/// Ends an attempt's client span with the upstream's status, or failed without one.
+pub(super) fn end_client_span(span: Option<opentelemetry::global::BoxedSpan>, status: Option<u16>) {
+    if let Some(mut span) = span {
+        match status {
+            Some(s) => span.set_attribute(KeyValue::new("http.response.status_code", i64::from(s))),
+            None => span.set_status(opentelemetry::trace::Status::error("upstream failed")),
+        }
+        span.end();
     }
 }
 

@@ -17,13 +17,13 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Longest chunk-size line (size and extensions) accepted.
-const MAX_CHUNK_LINE: usize = 4096;
+pub(super) const MAX_CHUNK_LINE: usize = 4096;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// Header slots parsed on the stack; larger `max_headers` limits use the heap.
-const STACK_HEADERS: usize = 64;
+pub(super) const STACK_HEADERS: usize = 64;
 
 /// Why a request was refused, and the status it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +172,20 @@ impl<S> Gate<S> {
             timer: None,
             scratch: Box::default(),
         }
+    }
+
+    /// Like [`Gate::new`], for a connection whose first `read` bytes were already taken from
+    /// the socket (by the HTTP/1.1 fast path, which hands the rest of the connection over).
+    pub fn with_buffered(
+        inner: S,
+        limits: GateLimits,
+        reject_prefix: String,
+        read: BytesMut,
+    ) -> Gate<S> {
+        let mut g = Gate::new(inner, limits, reject_prefix);
+        g.pending = read;
+        g.process();
+        g
     }
 
     fn reject(&mut self, why: Reject) {
@@ -379,7 +393,7 @@ impl<S> Gate<S> {
 }
 
 /// Index just past the blank line ending a head (`\r\n\r\n`); a bare LF anywhere is found too.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+pub(super) fn find_head_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(p) = buf[i..].iter().position(|b| *b == b'\n') {
         let lf = i + p;
@@ -396,7 +410,7 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// `1*HEXDIG [ chunk-ext ] CRLF`, at most 15 hex digits.
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+pub(super) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let body = line.strip_suffix(b"\r\n")?;
     let digits_end = body
         .iter()
@@ -416,25 +430,20 @@ fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
 }
 
-enum BodyFraming {
+pub(super) enum BodyFraming {
     None,
     Length(u64),
     Chunked,
 }
 
-struct Framing {
-    body: BodyFraming,
-    upgrade: bool,
+pub(super) struct Framing {
+    pub(super) body: BodyFraming,
+    pub(super) upgrade: bool,
 }
 
 /// Strict checks on one request head (which ends with the blank line).
 fn check_head(head: &[u8], limits: &GateLimits) -> Result<Framing, Reject> {
-    if head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || head.first() == Some(&b'\n') {
-        return Err(Reject::BadRequest("bare_lf"));
-    }
-    if head.contains(&b'\r') && head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') {
-        return Err(Reject::BadRequest("malformed"));
-    }
+    check_line_endings(head)?;
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap = Vec::new();
     let storage: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
@@ -453,6 +462,26 @@ fn check_head(head: &[u8], limits: &GateLimits) -> Result<Framing, Reject> {
         }
         Err(_) => return Err(Reject::BadRequest("malformed")),
     }
+    check_request(&req, limits)
+}
+
+/// Every line of a head ends in CRLF: no bare LF, no stray CR.
+pub(super) fn check_line_endings(head: &[u8]) -> Result<(), Reject> {
+    if head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || head.first() == Some(&b'\n') {
+        return Err(Reject::BadRequest("bare_lf"));
+    }
+    if head.contains(&b'\r') && head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') {
+        return Err(Reject::BadRequest("malformed"));
+    }
+    Ok(())
+}
+
+/// Strict checks on a parsed request head: target form, `Host`, and one unambiguous body
+/// framing within the limits.
+pub(super) fn check_request(
+    req: &httparse::Request<'_, '_>,
+    limits: &GateLimits,
+) -> Result<Framing, Reject> {
     let version = req.version.unwrap_or(1);
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");

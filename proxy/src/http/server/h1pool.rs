@@ -22,7 +22,6 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::body::ProxyBody;
 
@@ -116,26 +115,9 @@ impl H1Pool {
     }
 
     async fn connect(&self, authority: &Authority) -> Result<SendRequest<ProxyBody>, SendError> {
-        let port = authority.port_u16().unwrap_or(80);
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let connect = async {
-            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-            for addr in tokio::net::lookup_host((host, port)).await? {
-                match TcpStream::connect(addr).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        };
-        let stream = tokio::time::timeout(self.connect_timeout, connect)
+        let stream = super::fast::pool::connect_tcp(authority, self.connect_timeout)
             .await
-            .map_err(|_| SendError::Connect(io::ErrorKind::TimedOut.into()))?
             .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
         let (tx, conn) = http1::Builder::new()
             .handshake::<_, ProxyBody>(TokioIo::new(stream))
             .await?;

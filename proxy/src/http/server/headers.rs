@@ -5,7 +5,8 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-const HOP_BY_HOP: &[&str] = &[
+/// Headers never forwarded (RFC 9110 7.6.1), besides the ones `Connection` names.
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",

@@ -2,6 +2,7 @@
 //! [`gate`]. Requests go to the webhook taps (`[[http.webhooks]]` paths), the provider gateway
 //! (`/_provider/<name>/...`) or the CRM upstreams.
 //!
+//! - [`fast`]: the HTTP/1.1 fast path for plain-TCP connections to plain-HTTP upstreams.
 //! - [`gate`]: strict request-head and framing checks in front of hyper.
 //! - [`forward`]: the reverse proxy (retries, timeouts, ejection).
 //! - [`taps`]: webhook taps on the data path (read raw body, verify and parse off-path, forward).
@@ -11,6 +12,7 @@
 
 pub mod body;
 pub mod client;
+pub mod fast;
 pub mod forward;
 pub mod gate;
 pub mod gateway;
@@ -63,8 +65,10 @@ pub struct HttpProxy {
     hasher: PiiHasher,
     certs: Arc<CertCache>,
     client: client::HttpClient,
-    /// Pooled plain-HTTP/1.1 connections to the CRM upstreams.
+    /// Pooled plain-HTTP/1.1 connections to the CRM upstreams (general path).
     h1: Arc<h1pool::H1Pool>,
+    /// Idle upstream connections of the fast path.
+    raw: fast::pool::RawPool,
     /// OpenTelemetry server and client spans (off without a tracer provider).
     tracing: Tracing,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -92,6 +96,8 @@ pub struct Live {
     pub pool: Pool,
     pub providers: Vec<gateway::ProviderTarget>,
     pub taps: HashMap<String, taps::TapRoute>,
+    /// Every upstream instance is plain HTTP (the fast path serves only those).
+    pub all_plain_http: bool,
 }
 
 impl Live {
@@ -117,8 +123,10 @@ impl Live {
             Duration::from_millis(cfg.eject_ms),
         )
         .with_balance(cfg.balance);
+        let all_plain_http = (0..pool.len()).all(|i| pool.get(i).scheme == http::uri::Scheme::HTTP);
         Ok(Live {
             cfg,
+            all_plain_http,
             pool,
             providers,
             taps: tap_map,
@@ -188,6 +196,7 @@ impl HttpProxy {
                 config.timeouts.idle(),
                 config.timeouts.connect(),
             )),
+            raw: fast::pool::RawPool::new(config.timeouts.idle(), config.timeouts.connect()),
             tracing: Tracing::global(),
             tls,
             metrics,
@@ -258,6 +267,9 @@ impl HttpProxy {
             .timer(TokioTimer::new())
             .max_header_list_size(self.cfg.limits.max_header_bytes as u32);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // Fast-path connections hold a receiver: `true` asks them to finish the request they
+        // are serving and close; the sender sees when the last one is gone.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         let flusher = self.clone().spawn_ingress_flusher();
         let reaper = self.clone().spawn_pool_reaper();
@@ -292,19 +304,30 @@ impl HttpProxy {
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let tls = self.tls.clone();
+            let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 let is_tls = tls.is_some();
-                let svc = service_fn(move |req| {
+                let svc = {
                     let me = me.clone();
-                    async move { Ok::<_, Infallible>(me.handle(req, peer, is_tls).await) }
-                });
+                    service_fn(move |req| {
+                        let me = me.clone();
+                        async move { Ok::<_, Infallible>(me.handle(req, peer, is_tls).await) }
+                    })
+                };
                 match tls {
                     None => {
-                        let io = TokioIo::new(Gate::new(stream, limits, prefix));
+                        let mut stream = stream;
+                        let read = match me.serve_fast(&mut stream, peer, limits, &mut stop).await {
+                            fast::Outcome::Closed => return,
+                            fast::Outcome::Handover(read) => read,
+                        };
+                        drop(stop);
+                        let io = TokioIo::new(Gate::with_buffered(stream, limits, prefix, read));
                         let conn = builder.serve_connection_with_upgrades(io, svc);
                         let _ = watcher.watch(conn.into_owned()).await;
                     }
                     Some(acceptor) => {
+                        drop(stop);
                         let hs = tokio::time::timeout(limits.header_read, acceptor.accept(stream));
                         let Ok(Ok(s)) = hs.await else {
                             return;
@@ -317,8 +340,10 @@ impl HttpProxy {
             });
         }
         drop(listener);
+        drop(stop_rx);
+        let _ = stop_tx.send(true);
         tokio::select! {
-            _ = graceful.shutdown() => {}
+            _ = async { tokio::join!(graceful.shutdown(), stop_tx.closed()) } => {}
             _ = tokio::time::sleep(DRAIN) => {
                 tracing::warn!("shutdown: in-flight requests still running after the drain timeout");
             }
@@ -384,6 +409,7 @@ impl HttpProxy {
             loop {
                 tick.tick().await;
                 self.h1.purge();
+                self.raw.purge();
             }
         })
     }
@@ -481,17 +507,7 @@ impl HttpProxy {
             .then(|| req.headers().get("traceparent"))
             .flatten()
             .and_then(|v| v.to_str().ok());
-        // The server span: built directly (no `tracing` span) and only when spans are exported.
-        let trace = self.tracing.start_server(
-            incoming_trace,
-            || format!("{method} {route}"),
-            || {
-                vec![
-                    opentelemetry::KeyValue::new("http.request.method", method),
-                    opentelemetry::KeyValue::new("http.route", route.clone()),
-                ]
-            },
-        );
+        let trace = self.start_trace(incoming_trace, method, &route);
         let ctx = RequestCtx {
             peer: peer.ip(),
             trusted,
@@ -504,30 +520,63 @@ impl HttpProxy {
             (None, None) => self.serve_upstream(&live, req, &ctx).await,
         };
         let status = resp.status().as_u16();
-        ctx.trace.end(status);
         if asked_upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             resp.headers_mut().insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),
             );
         }
-        let elapsed = start.elapsed();
-        self.ingress.record(&route, status, elapsed.as_secs_f64());
-        let class = status_class(status);
+        self.finish_request(&live, method, &route, status, start, &ctx.trace);
+        resp
+    }
+
+    /// The server span of a request: built directly (no `tracing` span) and only when spans
+    /// are exported; continues `incoming` (a trusted peer's `traceparent`).
+    fn start_trace(
+        &self,
+        incoming: Option<&str>,
+        method: &'static str,
+        route: &str,
+    ) -> RequestTrace {
+        self.tracing.start_server(
+            incoming,
+            || format!("{method} {route}"),
+            || {
+                vec![
+                    opentelemetry::KeyValue::new("http.request.method", method),
+                    opentelemetry::KeyValue::new("http.route", route.to_string()),
+                ]
+            },
+        )
+    }
+
+    /// Ends a request: the server span, the per-route signal window, the RED metrics and the
+    /// access log line (no query string, no body).
+    fn finish_request(
+        &self,
+        live: &Live,
+        method: &'static str,
+        route: &str,
+        status: u16,
+        start: Instant,
+        trace: &RequestTrace,
+    ) {
+        trace.end(status);
+        let secs = start.elapsed().as_secs_f64();
+        self.ingress.record(route, status, secs);
         self.metrics
-            .observe_request(method, &route, class, elapsed.as_secs_f64());
+            .observe_request(method, route, status_class(status), secs);
         if live.cfg.access_log {
             tracing::info!(
                 target: "vigil::access",
                 method,
                 route = %route,
                 status,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                trace_id = %ctx.trace.ids.trace_id,
+                duration_ms = secs * 1000.0,
+                trace_id = %trace.ids.trace_id,
                 "request"
             );
         }
-        resp
     }
 
     fn rejected(&self, code: &str) -> Response<ProxyBody> {

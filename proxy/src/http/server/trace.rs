@@ -53,6 +53,13 @@ impl TraceContext {
 
     /// The `traceparent` value to send upstream (this proxy's span as the parent).
     pub fn header(&self) -> HeaderValue {
+        // Only hex digits and dashes: always a valid header value.
+        HeaderValue::from_bytes(&self.header_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The `traceparent` value as bytes.
+    pub fn header_bytes(&self) -> [u8; 55] {
         let mut out = [0u8; 55];
         out[..3].copy_from_slice(b"00-");
         hex_into(&self.trace_id.to_bytes(), &mut out[3..35]);
@@ -60,8 +67,7 @@ impl TraceContext {
         hex_into(&self.span_id.to_bytes(), &mut out[36..52]);
         out[52] = b'-';
         hex_into(&[self.flags.to_u8()], &mut out[53..55]);
-        // Only hex digits and dashes: always a valid header value.
-        HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+        out
     }
 }
 
