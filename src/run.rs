@@ -243,6 +243,12 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
             http_addr = Some(listener.local_addr()?);
             let proxy = HttpProxy::new(cfg.clone(), &mut registry, producer.emitter.clone())
                 .context("[http]: cannot start the proxy")?;
+            if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+                proxy.export_spans(vigil_proxy::http::server::otlp::SpanExport {
+                    url: crate::telemetry::traces_url(endpoint),
+                    service_name: config.telemetry.service_name.clone(),
+                });
+            }
             api = api.merge(proxy.api_router());
             ready.push(("http", Arc::new(|| true)));
             let stop = shutdown.clone();

@@ -124,7 +124,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
 }
 
 /// `http://collector:4318` -> `http://collector:4318/v1/traces` (kept when already given).
-fn traces_url(endpoint: &str) -> String {
+pub fn traces_url(endpoint: &str) -> String {
     let e = endpoint.trim_end_matches('/');
     if e.ends_with("/v1/traces") {
         e.to_owned()

@@ -1,10 +1,10 @@
-//! OpenTelemetry spans of the HTTP reverse proxy, exported for real: the same OTLP/HTTP exporter
-//! `vigil run` installs (src/telemetry.rs) sends to a local receiver (POST /v1/traces), which
-//! decodes the protobuf and checks the server span, its client span, their attributes and the
-//! W3C trace context: a trusted caller's `traceparent` is continued (same trace id, the caller's
-//! span as parent) and the `traceparent` sent upstream names the exported server span.
-//!
-//! The tracer provider is process-global, so this file holds exactly one test.
+//! OpenTelemetry spans of the HTTP reverse proxy, exported for real: the proxy's OTLP/HTTP
+//! exporter (set up as `vigil run` does with `otlp_endpoint`) sends to a local receiver (POST
+//! /v1/traces), which decodes the protobuf with the OpenTelemetry protocol crate and checks the
+//! resource, the server span, its client span, their attributes and the W3C trace context: a
+//! trusted caller's `traceparent` is continued (same trace id, the caller's span as parent), an
+//! unsampled one is continued but not recorded, and the `traceparent` sent upstream names the
+//! exported server span.
 
 mod http_support;
 
@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::routing::post;
 use bytes::Bytes;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
@@ -31,6 +30,23 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<Span>) {
             async move {
                 let req = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
                 for rs in req.resource_spans {
+                    let service = rs
+                        .resource
+                        .iter()
+                        .flat_map(|r| &r.attributes)
+                        .find(|a| a.key == "service.name")
+                        .and_then(|a| a.value.as_ref()?.value.clone());
+                    assert_eq!(
+                        service,
+                        Some(Value::StringValue("vigil-test".into())),
+                        "resource service.name"
+                    );
+                    for ss in &rs.scope_spans {
+                        assert_eq!(
+                            ss.scope.as_ref().map(|s| s.name.as_str()),
+                            Some("vigil.http")
+                        );
+                    }
                     for ss in rs.scope_spans {
                         for s in ss.spans {
                             let _ = tx.send(s);
@@ -66,27 +82,18 @@ fn attr(span: &Span, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_and_client_spans_reach_an_otlp_receiver() {
     let (endpoint, mut spans) = receiver().await;
-    // Built off the runtime: the blocking reqwest client of the exporter owns its own runtime.
-    let provider = tokio::task::spawn_blocking(move || {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(endpoint)
-            .build()
-            .unwrap();
-        opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .build()
-    })
-    .await
-    .unwrap();
-    // As `vigil run` does when `otlp_endpoint` is set; the proxy takes the global tracer.
-    opentelemetry::global::set_tracer_provider(provider.clone());
-
     let up = Upstream::start("a").await;
     let mut cfg = config(&[&up]);
     // Only trusted peers' trace context is continued.
     cfg.trusted_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
-    let proxy = Proxy::start(cfg).await;
+    let proxy = Proxy::start_exporting(
+        cfg,
+        vigil_proxy::http::server::otlp::SpanExport {
+            url: endpoint,
+            service_name: "vigil-test".into(),
+        },
+    )
+    .await;
     let incoming_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let incoming_span = "00f067aa0ba902b7";
     let http = reqwest::Client::new();
@@ -103,11 +110,17 @@ async fn server_and_client_spans_reach_an_otlp_receiver() {
     // A second request without trace context starts a new trace.
     let r = http.get(proxy.url("/accounts")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let p = provider.clone();
-    tokio::task::spawn_blocking(move || p.force_flush())
+    // A caller's unsampled trace: continued upstream, not recorded.
+    let r = http
+        .get(proxy.url("/unsampled"))
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        )
+        .send()
         .await
-        .unwrap()
         .unwrap();
+    assert_eq!(r.status(), 200);
 
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -183,5 +196,16 @@ async fn server_and_client_spans_reach_an_otlp_receiver() {
     let second = sent(1);
     assert_eq!(second[1], hex::encode(&fresh.trace_id));
     assert_eq!(second[2], hex::encode(&fresh.span_id));
-    let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    let third = sent(2);
+    assert_eq!(third[1], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(third[3], "00");
+    // Anything else that arrived within the export period is not from the unsampled trace.
+    while let Ok(Some(s)) = tokio::time::timeout(Duration::from_millis(1500), spans.recv()).await {
+        got.push(s);
+    }
+    assert!(
+        got.iter()
+            .all(|s| hex::encode(&s.trace_id) != "0af7651916cd43dd8448eb211c80319c"),
+        "an unsampled trace was recorded"
+    );
 }

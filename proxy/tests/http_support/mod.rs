@@ -239,11 +239,30 @@ impl Proxy {
         cfg: HttpConfig,
         certs: Option<Arc<dyn vigil_proxy::http::webhook::ses::CertSource>>,
     ) -> Proxy {
+        Self::start_inner(cfg, certs, None).await
+    }
+
+    /// A proxy exporting its spans over OTLP/HTTP, as `vigil run` does with `otlp_endpoint`.
+    pub async fn start_exporting(
+        cfg: HttpConfig,
+        export: vigil_proxy::http::server::otlp::SpanExport,
+    ) -> Proxy {
+        Self::start_inner(cfg, None, Some(export)).await
+    }
+
+    async fn start_inner(
+        cfg: HttpConfig,
+        certs: Option<Arc<dyn vigil_proxy::http::webhook::ses::CertSource>>,
+        export: Option<vigil_proxy::http::server::otlp::SpanExport>,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut registry = Registry::default();
         let (emitter, signals) = Emitter::channel(1024);
         let proxy = HttpProxy::with_cert_source(cfg, &mut registry, emitter, certs).unwrap();
+        if let Some(e) = export {
+            proxy.export_spans(e);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let p = proxy.clone();
         let done = tokio::spawn(async move {

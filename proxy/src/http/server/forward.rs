@@ -11,13 +11,11 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use opentelemetry::KeyValue;
-use opentelemetry::trace::Span as _;
 
 use super::body::{self, BoxError, ProxyBody, Watched};
 use super::headers::{add_forwarded, add_via, strip_hop_by_hop};
 use super::metrics::ReasonLabels;
-use super::trace::RequestTrace;
+use super::trace::{ClientSpan, RequestTrace};
 use super::upstream::Instance;
 use super::{HttpProxy, Live, RequestCtx, error_response};
 
@@ -274,13 +272,8 @@ impl HttpProxy {
         trace: &RequestTrace,
         inst: &Instance,
         attempt: u32,
-    ) -> Option<opentelemetry::global::BoxedSpan> {
-        self.tracing.start_client(trace, || {
-            vec![
-                KeyValue::new("server.address", inst.authority.to_string()),
-                KeyValue::new("http.request.resend_count", i64::from(attempt)),
-            ]
-        })
+    ) -> Option<ClientSpan> {
+        trace.client(&inst.authority, None, attempt)
     }
 
     pub(super) fn note_success(&self, live: &Live, i: usize) {
@@ -335,13 +328,9 @@ impl HttpProxy {
 }
 
 /// Ends an attempt's client span with the upstream's status, or failed without one.
-pub(super) fn end_client_span(span: Option<opentelemetry::global::BoxedSpan>, status: Option<u16>) {
-    if let Some(mut span) = span {
-        match status {
-            Some(s) => span.set_attribute(KeyValue::new("http.response.status_code", i64::from(s))),
-            None => span.set_status(opentelemetry::trace::Status::error("upstream failed")),
-        }
-        span.end();
+pub(super) fn end_client_span(span: Option<ClientSpan>, status: Option<u16>) {
+    if let Some(span) = span {
+        span.end(status, "upstream failed");
     }
 }
 

@@ -12,8 +12,6 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use opentelemetry::KeyValue;
-use opentelemetry::trace::Span as _;
 use vigil_signal::Channel;
 
 use super::body::{self, ProxyBody};
@@ -126,24 +124,14 @@ impl HttpProxy {
                 .timeouts
                 .per_try()
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let mut span = self.tracing.start_client(&ctx.trace, || {
-                vec![
-                    KeyValue::new("server.address", p.authority.to_string()),
-                    KeyValue::new("provider", p.name.clone()),
-                    KeyValue::new("http.request.resend_count", i64::from(attempt)),
-                ]
-            });
+            let span = ctx.trace.client(&p.authority, Some(&p.name), attempt);
             let sent = tokio::time::timeout(budget, self.client.request(out)).await;
-            if let Some(span) = span.as_mut() {
-                if let Ok(Ok(resp)) = &sent {
-                    span.set_attribute(KeyValue::new(
-                        "http.response.status_code",
-                        i64::from(resp.status().as_u16()),
-                    ));
-                } else {
-                    span.set_status(opentelemetry::trace::Status::error("provider failed"));
-                }
-                span.end();
+            if let Some(span) = span {
+                let status = match &sent {
+                    Ok(Ok(resp)) => Some(resp.status().as_u16()),
+                    _ => None,
+                };
+                span.end(status, "provider failed");
             }
             let retry_worthy;
             (result, outcome, retry_worthy) = match sent {

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub webhook_lag: HistFamily<crate::http::webhook::event::LagLabels>,
     pub gateway_requests: Family<GatewayLabels, Counter>,
     pub gateway_duration: HistFamily<GatewayLabels>,
+    pub spans_dropped: Counter,
+    pub span_exports_failed: Counter,
 }
 
 impl Metrics {
@@ -74,7 +76,19 @@ impl Metrics {
             webhook_lag: Family::new_with_constructor(crate::http::webhook::event::lag_histogram),
             gateway_requests: Family::default(),
             gateway_duration: Family::new_with_constructor(duration_histogram),
+            spans_dropped: Counter::default(),
+            span_exports_failed: Counter::default(),
         };
+        registry.register(
+            "vigil_http_spans_dropped",
+            "Spans of the HTTP proxy dropped because the export queue was full",
+            m.spans_dropped.clone(),
+        );
+        registry.register(
+            "vigil_http_span_exports_failed",
+            "OTLP/HTTP span exports that failed (collector unreachable or refusing)",
+            m.span_exports_failed.clone(),
+        );
         registry.register_with_unit(
             "vigil_http_server_request_duration",
             "Duration of HTTP requests served by the reverse proxy (OpenTelemetry http.server.request.duration)",

@@ -8,7 +8,7 @@
 //! - [`taps`]: webhook taps on the data path (read raw body, verify and parse off-path, forward).
 //! - [`gateway`]: provider gateway forwarding and outcome signals.
 //! - [`headers`], [`body`], [`client`], [`h1pool`], [`upstream`], [`routes`], [`trace`],
-//!   [`metrics`].
+//!   [`metrics`], [`otlp`] (span export).
 
 pub mod body;
 pub mod client;
@@ -20,6 +20,7 @@ pub mod h1pool;
 pub mod headers;
 pub mod ingress;
 pub mod metrics;
+pub mod otlp;
 pub mod routes;
 pub mod taps;
 pub mod trace;
@@ -197,7 +198,7 @@ impl HttpProxy {
                 config.timeouts.connect(),
             )),
             raw: fast::pool::RawPool::new(config.timeouts.idle(), config.timeouts.connect()),
-            tracing: Tracing::global(),
+            tracing: Tracing::default(),
             tls,
             metrics,
             emitter,
@@ -274,6 +275,10 @@ impl HttpProxy {
         let flusher = self.clone().spawn_ingress_flusher();
         let reaper = self.clone().spawn_pool_reaper();
         let checker = self.clone().spawn_health_checks();
+        let exporter = self
+            .tracing
+            .sink()
+            .map(|sink| tokio::spawn(otlp::run_exporter(sink.clone(), self.client.clone())));
         loop {
             let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -354,6 +359,13 @@ impl HttpProxy {
             c.abort();
         }
         self.flush_ingress();
+        if let Some(e) = exporter {
+            e.abort();
+        }
+        if let Some(sink) = self.tracing.sink() {
+            let last = otlp::export_queued(sink, &self.client);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), last).await;
+        }
         Ok(())
     }
 
@@ -507,7 +519,7 @@ impl HttpProxy {
             .then(|| req.headers().get("traceparent"))
             .flatten()
             .and_then(|v| v.to_str().ok());
-        let trace = self.start_trace(incoming_trace, method, &route);
+        let trace = self.start_trace(incoming_trace);
         let ctx = RequestCtx {
             peer: peer.ip(),
             trusted,
@@ -530,24 +542,21 @@ impl HttpProxy {
         resp
     }
 
-    /// The server span of a request: built directly (no `tracing` span) and only when spans
-    /// are exported; continues `incoming` (a trusted peer's `traceparent`).
-    fn start_trace(
-        &self,
-        incoming: Option<&str>,
-        method: &'static str,
-        route: &str,
-    ) -> RequestTrace {
-        self.tracing.start_server(
-            incoming,
-            || format!("{method} {route}"),
-            || {
-                vec![
-                    opentelemetry::KeyValue::new("http.request.method", method),
-                    opentelemetry::KeyValue::new("http.route", route.to_string()),
-                ]
-            },
-        )
+    /// The server span of a request (recorded when spans are exported); continues
+    /// `incoming` (a trusted peer's `traceparent`).
+    fn start_trace(&self, incoming: Option<&str>) -> RequestTrace {
+        self.tracing.start_server(incoming)
+    }
+
+    /// Exports the proxy's server and client spans over OTLP/HTTP from now on (`vigil run` calls
+    /// this when `[telemetry] otlp_endpoint` is set; the exporter task starts with
+    /// [`HttpProxy::run`]).
+    pub fn export_spans(&self, export: otlp::SpanExport) {
+        self.tracing.export(Arc::new(otlp::SpanSink::new(
+            export,
+            self.metrics.spans_dropped.clone(),
+            self.metrics.span_exports_failed.clone(),
+        )));
     }
 
     /// Ends a request: the server span, the per-route signal window, the RED metrics and the
@@ -561,7 +570,7 @@ impl HttpProxy {
         start: Instant,
         trace: &RequestTrace,
     ) {
-        trace.end(status);
+        trace.end(status, method, route);
         let secs = start.elapsed().as_secs_f64();
         self.ingress.record(route, status, secs);
         self.metrics

@@ -4,22 +4,17 @@
 //! incoming span as parent) or started; either way the `traceparent` sent upstream names this
 //! proxy's server span, so the CRM's spans are children of it.
 //!
-//! Spans are built directly with the OpenTelemetry API from the request context (no `tracing`
-//! span, no subscriber layer on the request path), with the globally installed tracer provider
-//! (`vigil run` installs the batch OTLP exporter when `[telemetry] otlp_endpoint` is set). With
-//! no provider installed the first request finds the no-op tracer and tracing switches off: ids
-//! are then generated here and no span is built.
+//! Spans are recorded only when the proxy exports them ([`super::otlp`]): a span is one small
+//! record pushed at its end. Without an exporter no span is built; ids are still generated (or
+//! continued) so the upstream sees a `traceparent`.
 
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
-use opentelemetry::global::{BoxedSpan, BoxedTracer};
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-    TraceState, Tracer as _,
-};
-use opentelemetry::{Context, KeyValue};
+use http::uri::Authority;
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
+use super::otlp::{Kind, SpanRecord, SpanSink, now_nanos};
 
 /// The trace context for one request: this proxy's span and its parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,129 +116,124 @@ pub fn parse(v: &str) -> Option<SpanContext> {
     ))
 }
 
-/// The tracer of the HTTP proxy; off once it is found to be the no-op tracer.
+/// The HTTP proxy's span recording: off until [`Tracing::export`] is given a sink.
+#[derive(Debug, Default)]
 pub struct Tracing {
-    tracer: BoxedTracer,
-    off: AtomicBool,
+    sink: OnceLock<Arc<SpanSink>>,
 }
 
-impl std::fmt::Debug for Tracing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracing")
-            .field("off", &self.off.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-/// The server span of one request (when exported) and the ids to propagate.
+/// The server span of one request (when recorded) and the ids to propagate.
+#[derive(Debug)]
 pub struct RequestTrace {
     pub ids: TraceContext,
-    /// Holds the server span; `None` when tracing is off.
-    cx: Option<Context>,
+    /// The sink and the start time, when the span is recorded.
+    rec: Option<(Arc<SpanSink>, u64)>,
+}
+
+/// A client span (one upstream or provider attempt) being timed.
+#[derive(Debug)]
+pub struct ClientSpan {
+    sink: Arc<SpanSink>,
+    record: SpanRecord,
 }
 
 impl Tracing {
-    /// With the globally installed tracer provider.
-    pub fn global() -> Tracing {
-        Tracing::new(opentelemetry::global::tracer("vigil.http"))
+    /// Records spans into `sink` from now on (once; later calls are ignored).
+    pub fn export(&self, sink: Arc<SpanSink>) {
+        let _ = self.sink.set(sink);
     }
 
-    pub fn new(tracer: BoxedTracer) -> Tracing {
-        Tracing {
-            tracer,
-            off: AtomicBool::new(false),
-        }
+    /// The sink, when spans are exported.
+    pub fn sink(&self) -> Option<&Arc<SpanSink>> {
+        self.sink.get()
     }
 
-    /// Starts the server span named `name` (`METHOD route`) under `incoming` (a trusted peer's
-    /// `traceparent`).
-    pub fn start_server(
-        &self,
-        incoming: Option<&str>,
-        name: impl FnOnce() -> String,
-        attributes: impl FnOnce() -> Vec<KeyValue>,
-    ) -> RequestTrace {
-        let parent = incoming.and_then(parse);
-        if self.off.load(Ordering::Relaxed) {
-            return RequestTrace::untraced(incoming);
-        }
-        let parent_cx = match &parent {
-            Some(p) => Context::new().with_remote_span_context(p.clone()),
-            None => Context::new(),
-        };
-        let span = self
-            .tracer
-            .span_builder(Cow::Owned(name()))
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes())
-            .start_with_context(&self.tracer, &parent_cx);
-        let sc = span.span_context().clone();
-        // The no-op tracer returns the parent's context (or an invalid one): no provider.
-        let noop = !sc.is_valid() || parent.as_ref().is_some_and(|p| p.span_id() == sc.span_id());
-        if noop {
-            self.off.store(true, Ordering::Relaxed);
-            return RequestTrace::untraced(incoming);
-        }
-        RequestTrace {
-            ids: TraceContext {
-                trace_id: sc.trace_id(),
-                span_id: sc.span_id(),
-                parent_span_id: parent.map(|p| p.span_id()),
-                flags: sc.trace_flags(),
-            },
-            cx: Some(parent_cx.with_span(span)),
-        }
-    }
-
-    /// A client span (child of the request's server span) around one upstream attempt; `None`
-    /// when the request is not traced.
-    pub fn start_client(
-        &self,
-        request: &RequestTrace,
-        attributes: impl FnOnce() -> Vec<KeyValue>,
-    ) -> Option<BoxedSpan> {
-        let cx = request.cx.as_ref()?;
-        Some(
-            self.tracer
-                .span_builder("http.client")
-                .with_kind(SpanKind::Client)
-                .with_attributes(attributes())
-                .start_with_context(&self.tracer, cx),
-        )
+    /// Starts the server span under `incoming` (a trusted peer's `traceparent`). Parent-based
+    /// sampling: a caller's unsampled trace is continued but not recorded.
+    pub fn start_server(&self, incoming: Option<&str>) -> RequestTrace {
+        let ids = TraceContext::continue_or_start(incoming);
+        let rec = self
+            .sink
+            .get()
+            .filter(|_| ids.flags.is_sampled())
+            .map(|s| (s.clone(), now_nanos()));
+        RequestTrace { ids, rec }
     }
 }
 
 impl RequestTrace {
-    fn untraced(incoming: Option<&str>) -> RequestTrace {
-        RequestTrace {
-            ids: TraceContext::continue_or_start(incoming),
-            cx: None,
-        }
-    }
-
     /// Not traced, with the given ids (tests, internal requests).
     pub fn from_ids(ids: TraceContext) -> RequestTrace {
-        RequestTrace { ids, cx: None }
+        RequestTrace { ids, rec: None }
     }
 
-    /// Whether a span is being recorded (attributes are only worth computing then).
+    /// Whether a span is being recorded.
     pub fn recording(&self) -> bool {
-        self.cx.is_some()
+        self.rec.is_some()
     }
 
-    /// Ends the server span with the response status (5xx marks it failed).
-    pub fn end(&self, status: u16) {
-        if let Some(cx) = &self.cx {
-            let span = cx.span();
-            span.set_attribute(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
-            if status >= 500 {
-                span.set_status(Status::error(""));
-            }
-            span.end();
+    /// A client span (child of this server span) around one attempt to `address`; `None` when
+    /// the request is not recorded.
+    pub fn client(
+        &self,
+        address: &Authority,
+        provider: Option<&str>,
+        attempt: u32,
+    ) -> Option<ClientSpan> {
+        let (sink, _) = self.rec.as_ref()?;
+        Some(ClientSpan {
+            sink: sink.clone(),
+            record: SpanRecord {
+                trace_id: self.ids.trace_id.to_bytes(),
+                span_id: nonzero::<8>(),
+                parent: Some(self.ids.span_id.to_bytes()),
+                kind: Kind::Client,
+                start: now_nanos(),
+                end: 0,
+                method: "",
+                route: String::new(),
+                status: None,
+                error: None,
+                address: Some(address.clone()),
+                provider: provider.map(str::to_string),
+                resend: attempt,
+            },
+        })
+    }
+
+    /// Ends the server span, named `method route`, with the response status (5xx marks it
+    /// failed).
+    pub fn end(&self, status: u16, method: &'static str, route: &str) {
+        let Some((sink, start)) = &self.rec else {
+            return;
+        };
+        sink.push(SpanRecord {
+            trace_id: self.ids.trace_id.to_bytes(),
+            span_id: self.ids.span_id.to_bytes(),
+            parent: self.ids.parent_span_id.map(|p| p.to_bytes()),
+            kind: Kind::Server,
+            start: *start,
+            end: now_nanos(),
+            method,
+            route: route.to_string(),
+            status: Some(status),
+            error: (status >= 500).then_some(""),
+            address: None,
+            provider: None,
+            resend: 0,
+        });
+    }
+}
+
+impl ClientSpan {
+    /// Ends the span with the answer's status, or failed with `error` when there was none.
+    pub fn end(mut self, status: Option<u16>, error: &'static str) {
+        self.record.end = now_nanos();
+        self.record.status = status;
+        if status.is_none() {
+            self.record.error = Some(error);
         }
+        self.sink.push(self.record);
     }
 }
 
@@ -285,13 +275,37 @@ mod tests {
     }
 
     #[test]
-    fn noop_tracer_switches_tracing_off() {
-        let t = Tracing::new(opentelemetry::global::BoxedTracer::new(Box::new(
-            opentelemetry::trace::noop::NoopTracer::new(),
-        )));
-        let r = t.start_server(None, || "GET /".into(), Vec::new);
+    fn spans_are_recorded_only_with_an_exporter_and_a_sampled_parent() {
+        let t = Tracing::default();
+        let r = t.start_server(None);
         assert!(!r.recording());
-        assert!(t.off.load(Ordering::Relaxed));
-        assert!(t.start_client(&r, Vec::new).is_none());
+        let addr: Authority = "up:80".parse().unwrap();
+        assert!(r.client(&addr, None, 0).is_none());
+        let registry_counter = prometheus_client::metrics::counter::Counter::default;
+        let sink = Arc::new(SpanSink::new(
+            super::super::otlp::SpanExport {
+                url: "http://c/v1/traces".into(),
+                service_name: "t".into(),
+            },
+            registry_counter(),
+            registry_counter(),
+        ));
+        t.export(sink.clone());
+        let r = t.start_server(None);
+        assert!(r.recording());
+        r.client(&addr, Some("p"), 1).unwrap().end(None, "refused");
+        r.end(503, "GET", "/a/{id}");
+        let spans = sink.take();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].parent, Some(r.ids.span_id.to_bytes()));
+        assert_eq!(spans[0].error, Some("refused"));
+        assert_eq!(spans[1].span_id, r.ids.span_id.to_bytes());
+        assert_eq!(spans[1].error, Some(""));
+        // An unsampled caller: continued, not recorded.
+        let r = t.start_server(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        ));
+        assert!(!r.recording());
+        assert!(r.ids.header_bytes().ends_with(b"-00"));
     }
 }

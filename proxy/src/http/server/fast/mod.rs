@@ -191,7 +191,7 @@ impl HttpProxy {
         let method = method_label_name(method_name);
         let trusted = Self::trusted(live, c.peer.ip());
         let route = self.routes.template(path);
-        let trace = self.start_trace(trusted.then_some(traceparent).flatten(), method, &route);
+        let trace = self.start_trace(trusted.then_some(traceparent).flatten());
         c.out.clear();
         wire::write_request_head(
             &mut c.out,
