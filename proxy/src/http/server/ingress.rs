@@ -2,6 +2,10 @@
 //! template, pre-aggregated over a window (one signal per route and window, not per request).
 
 use std::collections::HashMap;
+
+/// Per-route maps on the request path: foldhash (randomly seeded) instead of SipHash; the keys
+/// are route templates, whose number [`super::routes::RouteTable`] bounds.
+type RouteMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -22,14 +26,14 @@ struct Window {
 /// Accumulates one window of per-route outcomes.
 pub struct IngressStats {
     window_secs: u32,
-    inner: Mutex<(DateTime<Utc>, HashMap<String, Window>)>,
+    inner: Mutex<(DateTime<Utc>, RouteMap<Window>)>,
 }
 
 impl IngressStats {
     pub fn new(window_secs: u32) -> IngressStats {
         IngressStats {
             window_secs: window_secs.max(1),
-            inner: Mutex::new((Utc::now(), HashMap::new())),
+            inner: Mutex::new((Utc::now(), RouteMap::default())),
         }
     }
 

@@ -60,7 +60,16 @@ pub struct Metrics {
     pub gateway_duration: HistFamily<GatewayLabels>,
     pub spans_dropped: Counter,
     pub span_exports_failed: Counter,
+    /// Handles on `request_duration`'s histograms by route, then (method, status class): the
+    /// family's own lookup hashes the whole label set with SipHash and allocates the route.
+    request_hists: std::sync::Arc<std::sync::RwLock<RouteHists>>,
 }
+
+type RouteHists = std::collections::HashMap<
+    String,
+    Vec<(&'static str, &'static str, Histogram)>,
+    foldhash::fast::RandomState,
+>;
 
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Metrics {
@@ -78,6 +87,7 @@ impl Metrics {
             gateway_duration: Family::new_with_constructor(duration_histogram),
             spans_dropped: Counter::default(),
             span_exports_failed: Counter::default(),
+            request_hists: Default::default(),
         };
         registry.register(
             "vigil_http_spans_dropped",
@@ -160,13 +170,33 @@ impl Metrics {
         status_class: &'static str,
         secs: f64,
     ) {
-        self.request_duration
+        {
+            let hists = self.request_hists.read().unwrap_or_else(|p| p.into_inner());
+            let known = hists.get(route).and_then(|v| {
+                v.iter()
+                    .find(|(m, c, _)| *m == method && *c == status_class)
+            });
+            if let Some((_, _, h)) = known {
+                h.observe(secs);
+                return;
+            }
+        }
+        let h = self
+            .request_duration
             .get_or_create(&RequestLabels {
                 method,
                 route: route.to_string(),
                 status_class,
             })
-            .observe(secs);
+            .clone();
+        h.observe(secs);
+        // Bounded: routes by the route table, methods and classes by their lists.
+        self.request_hists
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(route.to_string())
+            .or_default()
+            .push((method, status_class, h));
     }
 }
 

@@ -9,14 +9,15 @@ use std::sync::RwLock;
 #[derive(Debug)]
 pub struct RouteTable {
     max: usize,
-    known: RwLock<HashSet<String>>,
+    /// foldhash (randomly seeded): looked up on every request; bounded by `max`.
+    known: RwLock<HashSet<String, foldhash::fast::RandomState>>,
 }
 
 impl RouteTable {
     pub fn new(max: usize) -> RouteTable {
         RouteTable {
             max: max.max(1),
-            known: RwLock::new(HashSet::new()),
+            known: RwLock::new(HashSet::default()),
         }
     }
 

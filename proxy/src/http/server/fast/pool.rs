@@ -14,10 +14,14 @@ use tokio::net::TcpStream;
 /// Idle connections kept per authority.
 const MAX_IDLE_PER_HOST: usize = 256;
 
+/// Idle connections by authority text; foldhash (randomly seeded) over the bytes, where
+/// `Authority`'s own `Hash` feeds SipHash one lowercased byte at a time.
+type IdleMap = HashMap<Box<str>, Vec<(TcpStream, Instant)>, foldhash::fast::RandomState>;
+
 /// The pool.
 #[derive(Debug)]
 pub struct RawPool {
-    idle: Mutex<HashMap<Authority, Vec<(TcpStream, Instant)>>>,
+    idle: Mutex<IdleMap>,
     idle_timeout: Duration,
     connect_timeout: Duration,
 }
@@ -25,19 +29,19 @@ pub struct RawPool {
 impl RawPool {
     pub fn new(idle_timeout: Duration, connect_timeout: Duration) -> RawPool {
         RawPool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(IdleMap::default()),
             idle_timeout,
             connect_timeout,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Authority, Vec<(TcpStream, Instant)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Idle connections pooled for `authority`.
     pub fn idle_count(&self, authority: &Authority) -> usize {
-        self.lock().get(authority).map_or(0, Vec::len)
+        self.lock().get(authority.as_str()).map_or(0, Vec::len)
     }
 
     /// Drops connections idle for longer than the idle timeout.
@@ -55,7 +59,7 @@ impl RawPool {
         loop {
             let (stream, since) = {
                 let mut idle = self.lock();
-                idle.get_mut(authority)?.pop()?
+                idle.get_mut(authority.as_str())?.pop()?
             };
             if since.elapsed() >= self.idle_timeout {
                 continue;
@@ -72,9 +76,9 @@ impl RawPool {
     /// Returns a connection whose last exchange ended cleanly.
     pub fn checkin(&self, authority: &Authority, stream: TcpStream) {
         let mut idle = self.lock();
-        let list = match idle.get_mut(authority) {
+        let list = match idle.get_mut(authority.as_str()) {
             Some(l) => l,
-            None => idle.entry(authority.clone()).or_default(),
+            None => idle.entry(authority.as_str().into()).or_default(),
         };
         if list.len() >= MAX_IDLE_PER_HOST {
             // The oldest goes.

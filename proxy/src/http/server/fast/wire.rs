@@ -5,7 +5,6 @@
 //! is sanitized, an ambiguous one refused).
 
 use std::io::Write as _;
-use std::net::IpAddr;
 
 use super::super::gate::{MAX_CHUNK_LINE, parse_chunk_size};
 use super::super::headers::HOP_BY_HOP;
@@ -69,7 +68,8 @@ pub struct RequestHead<'a, 'h> {
     pub target: &'a str,
     pub headers: &'h [httparse::Header<'a>],
     pub connection: &'h ConnectionTokens<'a>,
-    pub peer: IpAddr,
+    /// The client's address, as text.
+    pub peer: &'a str,
     pub trusted: bool,
     pub traceparent: [u8; 55],
 }
@@ -127,7 +127,8 @@ pub fn write_request_head(out: &mut Vec<u8>, r: &RequestHead<'_, '_>) {
             }
         }
     }
-    let _ = write!(out, "{}\r\n", r.peer);
+    out.extend_from_slice(r.peer.as_bytes());
+    out.extend_from_slice(b"\r\n");
     if !xfp {
         header(out, b"x-forwarded-proto", b"http");
     }
@@ -136,6 +137,27 @@ pub fn write_request_head(out: &mut Vec<u8>, r: &RequestHead<'_, '_>) {
     }
     header(out, b"via", b"1.1 vigil");
     header(out, b"traceparent", &r.traceparent);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+fn push_num(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    push_num(out, n);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -188,9 +210,15 @@ pub fn parse_response(
     close: bool,
     out: &mut Vec<u8>,
 ) -> Result<Option<ResponseHead>, ResponseError> {
-    let mut storage = [httparse::EMPTY_HEADER; RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    let len = match resp.parse(buf) {
+    let mut storage =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut storage,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
             return Err(ResponseError::TooLarge);
@@ -252,7 +280,8 @@ pub fn parse_response(
     let http11 = resp.version == Some(1);
     let reusable = http11 && !conn.close && body != BodyKind::UntilClose;
     out.extend_from_slice(b"HTTP/1.1 ");
-    let _ = write!(out, "{status} ");
+    push_num(out, u64::from(status));
+    out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
@@ -263,14 +292,12 @@ pub fn parse_response(
         header(out, name.as_bytes(), h.value);
     }
     match body {
-        BodyKind::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
-        }
+        BodyKind::Length(n) => content_length(out, n),
         BodyKind::Chunked => header(out, b"transfer-encoding", b"chunked"),
         // A HEAD or 304 answer's length describes the body it does not carry; 204 has none.
         BodyKind::None if !chunked && status != 204 => {
             if let Some(n) = length {
-                let _ = write!(out, "content-length: {n}\r\n");
+                content_length(out, n);
             }
         }
         BodyKind::None | BodyKind::UntilClose => {}
@@ -396,6 +423,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 200, 65536, u64::MAX] {
+            let mut out = Vec::new();
+            push_num(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
     fn chunked_bodies_end_where_their_framing_says() {
         let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         // Any split of the stream finds the same end.
@@ -474,7 +510,7 @@ mod tests {
                     target: req.path.unwrap(),
                     headers: req.headers,
                     connection: &conn,
-                    peer: "10.0.0.9".parse().unwrap(),
+                    peer: "10.0.0.9",
                     trusted,
                     traceparent: [b'0'; 55],
                 },
