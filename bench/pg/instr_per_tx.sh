@@ -9,7 +9,8 @@
 # Each contender: `vigil run` under callgrind ([pg] transaction mode, pool 20, trust), a
 # warm-up (pool, prepared statements, fingerprint caches), counters zeroed, then
 # `pgbench -n -S -M $PG_MODE -c 4 -j 1 -t N` (N per client, default 1500), counters dumped.
-# PG_MODE: prepared (default), extended or simple. Needs valgrind (Debian package).
+# PG_MODE: prepared (default), extended or simple. CG_OUT=DIR keeps each contender's callgrind
+# output as DIR/LABEL.cg (for callgrind_annotate). Needs valgrind (Debian package).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../harness/lib.sh
@@ -18,7 +19,7 @@ TX=1500
 while [ $# -gt 0 ]; do
     case $1 in
     --tx) TX=$2; shift ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
     *) break ;;
     esac
     shift
@@ -61,6 +62,7 @@ for c in "$@"; do
     kill "$vp" 2>/dev/null || true
     n=$(echo "$out" | awk '/actually processed/ {split($NF, a, "/"); print a[1]; exit}')
     ir=$(awk '/^summary:/ {print $2; exit}' "$W/$label.cg.1")
+    [ -z "${CG_OUT:-}" ] || cp "$W/$label.cg.1" "$CG_OUT/$label.cg"
     printf '%-14s stats=%-5s -M %s: %s transactions, %s instructions, %d per transaction\n' \
         "$label" "$stats" "$MODE" "$n" "$ir" "$((ir / n))"
 done

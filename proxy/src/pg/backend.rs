@@ -287,6 +287,11 @@ impl Session {
 
     /// Statements that reset prepared statements on the server.
     fn after_command(&mut self, m: &RawMessage) {
+        // Most tags are neither: compared as bytes, before decoding.
+        const RESETS: [&[u8]; 2] = [b"DISCARD ALL\0", b"DEALLOCATE ALL\0"];
+        if !RESETS.contains(&m.body()) {
+            return;
+        }
         let Ok(tag) = simple::decode_command_complete(m.body()) else {
             return;
         };

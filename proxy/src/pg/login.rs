@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::auth::client::{AuthFailure, authenticate};
 use super::auth::{Credential, scram::ScramSecret};
+use super::client::ClientStream;
 use super::config::AuthType;
 use super::pool::AcquireError;
 use super::prepared::ClientStatements;
@@ -108,10 +109,10 @@ async fn handshake(inner: Arc<Inner>, tcp: TcpStream, ready: &mut Option<Session
                         }
                         match acc.accept(tcp).await {
                             Ok(tls) => {
-                                let mut tls: Box<dyn ClientIo> = Box::new(tls);
+                                let mut tls = ClientStream::Tls(Box::new(tls));
                                 let pkt = match tokio::time::timeout(
                                     STARTUP_TIMEOUT,
-                                    read_startup(&mut *tls, &mut dec),
+                                    read_startup(&mut tls, &mut dec),
                                 )
                                 .await
                                 {
@@ -123,7 +124,7 @@ async fn handshake(inner: Arc<Inner>, tcp: TcpStream, ready: &mut Option<Session
                                         login(inner, tls, true, dec, minor, params, ready).await;
                                     }
                                     _ => {
-                                        fail(&inner, &mut *tls, "08P01", "invalid startup packet")
+                                        fail(&inner, &mut tls, "08P01", "invalid startup packet")
                                             .await;
                                     }
                                 }
@@ -149,8 +150,16 @@ async fn handshake(inner: Arc<Inner>, tcp: TcpStream, ready: &mut Option<Session
                 return;
             }
             Ok(StartupPacket::Startup { minor, params, .. }) => {
-                let io: Box<dyn ClientIo> = Box::new(tcp);
-                login(inner, io, false, dec, minor, params, ready).await;
+                login(
+                    inner,
+                    ClientStream::Tcp(tcp),
+                    false,
+                    dec,
+                    minor,
+                    params,
+                    ready,
+                )
+                .await;
                 return;
             }
         }
@@ -159,7 +168,7 @@ async fn handshake(inner: Arc<Inner>, tcp: TcpStream, ready: &mut Option<Session
 
 async fn login(
     inner: Arc<Inner>,
-    mut io: Box<dyn ClientIo>,
+    mut io: ClientStream,
     tls: bool,
     mut dec: Decoder,
     minor: u16,
@@ -171,7 +180,7 @@ async fn login(
     let Some(user) = get("user").filter(|u| !u.is_empty()) else {
         fail(
             &inner,
-            &mut *io,
+            &mut io,
             "28000",
             "no PostgreSQL user name specified in startup packet",
         )
@@ -195,13 +204,13 @@ async fn login(
         return;
     }
     if inner.clients.load(Ordering::Relaxed) >= cfg.max_clients {
-        fail(&inner, &mut *io, "53300", "sorry, too many clients already").await;
+        fail(&inner, &mut io, "53300", "sorry, too many clients already").await;
         return;
     }
     let Some(db) = cfg.database(&database).cloned() else {
         fail(
             &inner,
-            &mut *io,
+            &mut io,
             "3D000",
             &format!("database \"{database}\" does not exist"),
         )
@@ -211,7 +220,7 @@ async fn login(
     let url = match UpstreamUrl::parse(&db.url) {
         Ok(u) => u,
         Err(_) => {
-            fail(&inner, &mut *io, "08006", "Vigil: invalid upstream url").await;
+            fail(&inner, &mut io, "08006", "Vigil: invalid upstream url").await;
             return;
         }
     };
@@ -229,13 +238,13 @@ async fn login(
             _ => None,
         },
     };
-    match authenticate(&mut *io, &mut dec, cfg.auth_type, &user, cred).await {
+    match authenticate(&mut io, &mut dec, cfg.auth_type, &user, cred).await {
         Ok(()) => {}
         Err(AuthFailure::Rejected) => {
             inner.metrics.auth_failures.inc();
             fail(
                 &inner,
-                &mut *io,
+                &mut io,
                 "28P01",
                 &format!("password authentication failed for user \"{user}\""),
             )
@@ -266,7 +275,7 @@ async fn login(
                 format!("Vigil: cannot reach the database server: {u}"),
             ),
         };
-        fail(&inner, &mut *io, &code, &msg).await;
+        fail(&inner, &mut io, &code, &msg).await;
         return;
     }
     let template = pool.template().unwrap_or_default();
@@ -321,7 +330,7 @@ async fn login(
     inner.metrics.clients.inc();
     pool.stats.clients.fetch_add(1, Ordering::Relaxed);
     let mode = pool.mode();
-    let (crd, cwr) = tokio::io::split(io);
+    let (crd, cwr) = io.into_split();
     let session = Session {
         inner: inner.clone(),
         pool: pool.clone(),
@@ -338,7 +347,7 @@ async fn login(
         statements: ClientStatements::default(),
         pinned: None,
         shared,
-        wanted: wanted.into(),
+        wanted: pool.param_set(wanted),
         unsynced: false,
         skip_until_sync: false,
         copy_in: false,

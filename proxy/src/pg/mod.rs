@@ -16,6 +16,7 @@
 pub mod api;
 pub mod auth;
 mod backend;
+mod client;
 pub mod config;
 pub mod error;
 mod frontend;

@@ -69,14 +69,25 @@ pub struct Pool {
     pub user: String,
     settings: Mutex<PoolSettings>,
     sem: Arc<Semaphore>,
-    idle: Mutex<VecDeque<ServerConn>>,
+    /// Boxed: a checkout or checkin moves a pointer, not the whole connection state.
+    idle: Mutex<VecDeque<Box<ServerConn>>>,
     template: Mutex<Option<Vec<(String, String)>>>,
     backoff: Mutex<Backoff>,
     pub stats: PoolStats,
     metrics: Metrics,
     /// Server-side statement names that parsed successfully on some server of this pool.
     valid_statements: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// The tracked-parameter sets of this pool's clients, one `Arc` per distinct set: a server
+    /// aligned for one client is then recognized as aligned for every client with an equal set
+    /// by pointer, without comparing the sets (see `Session::ensure_server`).
+    param_sets: Mutex<Vec<ParamSet>>,
 }
+
+/// A client's tracked parameters (name, value).
+pub type ParamSet = Arc<[(String, String)]>;
+
+/// Bound on shared parameter sets per pool (further distinct sets are not shared).
+const MAX_PARAM_SETS: usize = 64;
 
 /// Bound on remembered valid statements per pool (cleared when reached).
 const MAX_VALID_STATEMENTS: usize = 10_000;
@@ -87,7 +98,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A checked-out server. Dropping it closes the connection; [`Pool::checkin`] returns it.
 pub struct PooledServer {
-    pub(crate) conn: Option<ServerConn>,
+    pub(crate) conn: Option<Box<ServerConn>>,
     _permit: OwnedSemaphorePermit,
     pool: Arc<Pool>,
 }
@@ -126,6 +137,7 @@ impl Pool {
             stats: PoolStats::default(),
             metrics,
             valid_statements: Mutex::new(Default::default()),
+            param_sets: Mutex::new(Vec::new()),
         }
     }
 
@@ -182,6 +194,19 @@ impl Pool {
         v.insert(name.clone());
     }
 
+    /// The shared copy of a client's tracked-parameter set.
+    pub fn param_set(&self, wanted: Vec<(String, String)>) -> ParamSet {
+        let mut sets = lock(&self.param_sets);
+        if let Some(s) = sets.iter().find(|s| ***s == *wanted) {
+            return s.clone();
+        }
+        let s = ParamSet::from(wanted);
+        if sets.len() < MAX_PARAM_SETS {
+            sets.push(s.clone());
+        }
+        s
+    }
+
     pub fn idle_count(&self) -> usize {
         lock(&self.idle).len()
     }
@@ -220,7 +245,7 @@ impl Pool {
         }
         let settings = self.settings();
         let conn = Box::pin(self.connect(&settings)).await?;
-        Ok((self.wrap(conn, permit), wait))
+        Ok((self.wrap(Box::new(conn), permit), wait))
     }
 
     /// Wait for a permit, up to `pool_timeout`.
@@ -245,7 +270,7 @@ impl Pool {
         }
     }
 
-    fn wrap(self: &Arc<Self>, conn: ServerConn, permit: OwnedSemaphorePermit) -> PooledServer {
+    fn wrap(self: &Arc<Self>, conn: Box<ServerConn>, permit: OwnedSemaphorePermit) -> PooledServer {
         self.stats.servers_active.fetch_add(1, Ordering::Relaxed);
         PooledServer {
             conn: Some(conn),
@@ -311,7 +336,7 @@ impl Pool {
                 break;
             };
             match self.connect(&settings).await {
-                Ok(c) => lock(&self.idle).push_back(c),
+                Ok(c) => lock(&self.idle).push_back(Box::new(c)),
                 Err(_) => break,
             }
             drop(permit);
@@ -319,7 +344,7 @@ impl Pool {
     }
 
     /// Close every idle server (shutdown).
-    pub fn close_idle(&self) -> Vec<ServerConn> {
+    pub fn close_idle(&self) -> Vec<Box<ServerConn>> {
         lock(&self.idle).drain(..).collect()
     }
 

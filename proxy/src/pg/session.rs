@@ -7,18 +7,21 @@
 //! [`super::backend`] (server messages).
 
 use std::collections::VecDeque;
-
-use foldhash::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use foldhash::HashMap;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
 
-use super::ClientIo;
 use super::Inner;
+use super::client::{ClientReader, ClientWriter};
 use super::config::PoolMode;
 use super::pinning::PinReason;
 use super::pool::{AcquireError, Pool, PooledServer};
@@ -104,8 +107,8 @@ pub(crate) struct Session {
     pub mode: PoolMode,
     pub database: String,
     pub user: String,
-    pub crd: ReadHalf<Box<dyn ClientIo>>,
-    pub cwr: WriteHalf<Box<dyn ClientIo>>,
+    pub crd: ClientReader,
+    pub cwr: ClientWriter,
     pub cin: Decoder,
     pub cout: BytesMut,
     pub sout: BytesMut,
@@ -172,10 +175,7 @@ fn read_space(b: &mut BytesMut) {
 
 /// Read from the client. With nothing buffered the read goes through a stack buffer and the
 /// bytes are copied into an exact-size heap buffer, so an idle client holds no read buffer.
-async fn client_read(
-    r: &mut ReadHalf<Box<dyn ClientIo>>,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
+async fn client_read(r: &mut ClientReader, buf: &mut BytesMut) -> std::io::Result<usize> {
     if !buf.is_empty() {
         // The rest of a message: read in place.
         return r.read_buf(buf).await;
@@ -198,11 +198,54 @@ fn release_empty(b: &mut BytesMut, keep: usize) {
     }
 }
 
-async fn client_write(w: &mut WriteHalf<Box<dyn ClientIo>>, buf: &mut BytesMut) -> Event {
+async fn client_write(w: &mut ClientWriter, buf: &mut BytesMut) -> Event {
     if buf.is_empty() {
         Event::ClientFlushed(w.flush().await)
     } else {
         Event::ClientWrote(write_contiguous(w, buf).await)
+    }
+}
+
+/// Resolves once the proxy shuts down (or the shutdown sender is gone).
+///
+/// The session loop polls it on every turn, and each poll of a registered watch waiter takes
+/// the channel's shared lock. This polls the waiter only when the value changed or the task's
+/// waker is not the one the waiter holds: otherwise the waiter's registration is still the one
+/// that will wake this task.
+struct ShutdownSignal {
+    /// A second receiver, for the lock-free version check.
+    seen: watch::Receiver<bool>,
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The waker the waiter was last polled with.
+    waker: Option<Waker>,
+}
+
+impl ShutdownSignal {
+    fn new(tx: &watch::Sender<bool>) -> ShutdownSignal {
+        let mut rx = tx.subscribe();
+        ShutdownSignal {
+            seen: rx.clone(),
+            wait: Box::pin(async move {
+                let _ = rx.wait_for(|down| *down).await;
+            }),
+            waker: None,
+        }
+    }
+}
+
+impl Future for ShutdownSignal {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let registered = this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        // `Err`: the sender is gone, which the waiter reports as done.
+        if registered && !this.seen.has_changed().unwrap_or(true) {
+            return Poll::Pending;
+        }
+        this.seen.mark_unchanged();
+        this.waker = Some(cx.waker().clone());
+        this.wait.as_mut().poll(cx)
     }
 }
 
@@ -228,11 +271,7 @@ impl Session {
         // One shutdown future for the whole session (registered with the watch channel once),
         // not a new `changed()` per loop turn: that registered and unregistered a waiter
         // several times per transaction.
-        let mut shutdown_rx = self.inner.shutdown.subscribe();
-        let shutdown = async move {
-            let _ = shutdown_rx.wait_for(|down| *down).await;
-        };
-        tokio::pin!(shutdown);
+        let mut shutdown = ShutdownSignal::new(&self.inner.shutdown);
         let mut shutting_down = false;
         let end = loop {
             if self.cache.is_some() {
@@ -267,11 +306,12 @@ impl Session {
                 release_empty(&mut self.cout, 2048);
                 release_empty(&mut self.sout, 2048);
             }
-            if let Some(c) = self.server.as_mut().and_then(|s| s.conn.as_mut()) {
+            if let Some(c) = self.server.as_mut().and_then(|s| s.conn.as_deref_mut()) {
                 read_space(&mut c.dec.buf);
             }
             let ev = {
-                let (srv_r, srv_w) = match self.server.as_mut().and_then(|s| s.conn.as_mut()) {
+                let (srv_r, srv_w) = match self.server.as_mut().and_then(|s| s.conn.as_deref_mut())
+                {
                     Some(c) => {
                         let super::upstream::ServerConn { rd, wr, dec, .. } = c;
                         (Some((rd, &mut dec.buf)), Some(wr))
@@ -576,5 +616,42 @@ impl Session {
         if self.pinned.is_some() {
             self.pool.stats.pinned.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use tokio::sync::watch;
+
+    use super::ShutdownSignal;
+
+    fn poll(f: &mut std::pin::Pin<&mut ShutdownSignal>) -> Poll<()> {
+        f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn shutdown_signal_fires_on_true_and_on_a_dropped_sender() {
+        let (tx, _) = watch::channel(false);
+        let mut s = pin!(ShutdownSignal::new(&tx));
+        assert_eq!(poll(&mut s), Poll::Pending);
+        assert_eq!(poll(&mut s), Poll::Pending, "nothing changed");
+        tx.send_replace(false);
+        assert_eq!(poll(&mut s), Poll::Pending, "changed, still up");
+        tx.send_replace(true);
+        assert_eq!(poll(&mut s), Poll::Ready(()));
+
+        let (tx, _) = watch::channel(false);
+        let mut s = pin!(ShutdownSignal::new(&tx));
+        assert_eq!(poll(&mut s), Poll::Pending);
+        drop(tx);
+        assert_eq!(poll(&mut s), Poll::Ready(()));
+
+        let (tx, _) = watch::channel(true);
+        let mut s = pin!(ShutdownSignal::new(&tx));
+        assert_eq!(poll(&mut s), Poll::Ready(()), "already down");
     }
 }
