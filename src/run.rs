@@ -48,26 +48,27 @@ async fn bind(addr: SocketAddr, field: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{field}: cannot bind {addr}"))
 }
 
-/// The pg listeners: one on the shared runtime (`threads = 0`), or one per pg thread, the
-/// extra ones on the same port with SO_REUSEPORT (the kernel spreads connections over them).
-enum PgListeners {
+/// A proxy's listeners: one on the shared runtime (`threads = 0`), or one per event-loop
+/// thread, the extra ones on the same port with SO_REUSEPORT (the kernel spreads connections
+/// over them).
+enum Listeners {
     Shared(TcpListener),
     Threads(Vec<std::net::TcpListener>),
 }
 
-impl PgListeners {
+impl Listeners {
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         match self {
-            PgListeners::Shared(l) => l.local_addr(),
-            PgListeners::Threads(ls) => ls
+            Listeners::Shared(l) => l.local_addr(),
+            Listeners::Threads(ls) => ls
                 .first()
-                .ok_or_else(|| std::io::Error::other("no pg listener"))?
+                .ok_or_else(|| std::io::Error::other("no listener"))?
                 .local_addr(),
         }
     }
 }
 
-fn bind_pg(addr: SocketAddr, threads: usize) -> anyhow::Result<PgListeners> {
+fn bind_threads(addr: SocketAddr, threads: usize, field: &str) -> anyhow::Result<Listeners> {
     let one = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
         let s = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
@@ -81,10 +82,10 @@ fn bind_pg(addr: SocketAddr, threads: usize) -> anyhow::Result<PgListeners> {
         s.bind(addr)?;
         s.listen(1024)?.into_std()
     };
-    let ctx = || format!("pg.listen: cannot bind {addr}");
+    let ctx = || format!("{field}: cannot bind {addr}");
     let first = one(addr).with_context(ctx)?;
     if threads == 0 {
-        return Ok(PgListeners::Shared(
+        return Ok(Listeners::Shared(
             TcpListener::from_std(first).with_context(ctx)?,
         ));
     }
@@ -94,7 +95,7 @@ fn bind_pg(addr: SocketAddr, threads: usize) -> anyhow::Result<PgListeners> {
     for _ in 1..threads {
         all.push(one(bound).with_context(ctx)?);
     }
-    Ok(PgListeners::Threads(all))
+    Ok(Listeners::Threads(all))
 }
 
 /// Start everything `config` enables. `base` is the config file's folder (for relative rule paths).
@@ -108,11 +109,11 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
     );
     let admin_listener = bind(config.admin.listen, "admin.listen").await?;
     let pg_listener = match &config.pg {
-        Some(pg) => Some(bind_pg(pg.listen, pg.threads)?),
+        Some(pg) => Some(bind_threads(pg.listen, pg.threads, "pg.listen")?),
         None => None,
     };
     let http_listener = match &config.http {
-        Some(http) => Some(bind(http.listen, "http.listen").await?),
+        Some(http) => Some(bind_threads(http.listen, http.threads, "http.listen")?),
         None => None,
     };
 
@@ -219,12 +220,12 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
             let stop = shutdown.clone();
             let p = proxy.clone();
             let task = match listener {
-                PgListeners::Shared(listener) => tokio::spawn(async move {
+                Listeners::Shared(listener) => tokio::spawn(async move {
                     p.run(listener, stop.cancelled_owned())
                         .await
                         .context("pg proxy")
                 }),
-                PgListeners::Threads(listeners) => {
+                Listeners::Threads(listeners) => {
                     let done = p
                         .run_threads(listeners, move || stop.clone().cancelled_owned())
                         .context("[pg]: cannot start the pg threads")?;
@@ -253,14 +254,20 @@ pub async fn start(config: &Config, base: &Path) -> anyhow::Result<Running> {
             ready.push(("http", Arc::new(|| true)));
             let stop = shutdown.clone();
             let p = proxy.clone();
-            tasks.push((
-                "http",
-                tokio::spawn(async move {
+            let task = match listener {
+                Listeners::Shared(listener) => tokio::spawn(async move {
                     p.run(listener, stop.cancelled_owned())
                         .await
                         .context("http proxy")
                 }),
-            ));
+                Listeners::Threads(listeners) => {
+                    let done = p
+                        .run_threads(listeners, move || stop.clone().cancelled_owned())
+                        .context("[http]: cannot start the http threads")?;
+                    tokio::spawn(async move { done.await.context("http proxy") })
+                }
+            };
+            tasks.push(("http", task));
             Some(proxy)
         }
         _ => None,

@@ -77,6 +77,10 @@ pub struct HttpConfig {
     pub health_check_interval_ms: u64,
     /// Window over which per-route request/5xx/latency signals are aggregated, seconds.
     pub signal_window_secs: u32,
+    /// HTTP event-loop threads: each a single-threaded runtime with its own listening socket
+    /// (SO_REUSEPORT when more than one), serving its connections and their upstream
+    /// connections without waking another thread. `0` serves on the process's shared runtime.
+    pub threads: usize,
 }
 
 impl Default for HttpConfig {
@@ -101,6 +105,7 @@ impl Default for HttpConfig {
             signal_window_secs: 10,
             health_check_path: None,
             health_check_interval_ms: 5_000,
+            threads: 1,
         }
     }
 }
@@ -294,6 +299,9 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 impl HttpConfig {
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.threads > 64 {
+            return Err(err("threads".to_string(), "must be at most 64"));
+        }
         for (i, u) in self.upstream.iter().enumerate() {
             let uri: http::Uri = u
                 .parse()

@@ -21,4 +21,6 @@ pub enum HttpError {
     RestartRequired(&'static str),
     #[error("accepting connections: {0}")]
     Accept(#[source] std::io::Error),
+    #[error("starting the http threads: {0}")]
+    Threads(#[source] std::io::Error),
 }

@@ -1,9 +1,10 @@
 //! The HTTP proxy: reverse proxy for the CRM, provider gateway for its outbound calls, and
-//! verified webhook taps, on one hyper 1.x data path.
+//! verified webhook taps. Plain HTTP/1.1 requests for the CRM upstreams take an nginx-style fast
+//! path (`server::fast`); everything else runs on hyper 1.x behind the smuggling gate.
 //!
 //! - [`config`]: the `[http]` section ([`HttpConfig`]) and its validation.
-//! - [`server`]: [`HttpProxy`] (listener, smuggling gate, reverse proxy, taps and gateway on the
-//!   data path, metrics, traces, access log, `/api/http`).
+//! - [`server`]: [`HttpProxy`] (listener, fast path, smuggling gate, reverse proxy, taps and
+//!   gateway on the data path, metrics, OTLP span export, access log, `/api/http`).
 //! - [`webhook`]: signature verification and payload parsing per provider (pure, no I/O except the
 //!   SNS certificate fetch behind a trait).
 //! - [`gateway`]: outcome classification of provider responses.

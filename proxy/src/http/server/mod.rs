@@ -68,8 +68,9 @@ pub struct HttpProxy {
     client: client::HttpClient,
     /// Pooled plain-HTTP/1.1 connections to the CRM upstreams (general path).
     h1: Arc<h1pool::H1Pool>,
-    /// Idle upstream connections of the fast path.
-    raw: fast::pool::RawPool,
+    /// Idle upstream connections of the fast path, one pool per serving thread (a connection
+    /// is registered with the runtime that opened it).
+    raw: Vec<fast::pool::RawPool>,
     /// OpenTelemetry server and client spans (off without a tracer provider).
     tracing: Tracing,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -197,7 +198,11 @@ impl HttpProxy {
                 config.timeouts.idle(),
                 config.timeouts.connect(),
             )),
-            raw: fast::pool::RawPool::new(config.timeouts.idle(), config.timeouts.connect()),
+            raw: (0..config.threads.max(1))
+                .map(|_| {
+                    fast::pool::RawPool::new(config.timeouts.idle(), config.timeouts.connect())
+                })
+                .collect(),
             tracing: Tracing::default(),
             tls,
             metrics,
@@ -219,7 +224,7 @@ impl HttpProxy {
     /// Applies a new configuration without dropping in-flight requests: requests already
     /// running finish with the state they started with; new ones use the new upstreams,
     /// providers, webhooks, timeouts, limits and trusted CIDRs. `listen`, `ca_file`,
-    /// `pii_hash_key`, `max_routes` and `signal_window_secs` need a restart.
+    /// `pii_hash_key`, `max_routes`, `signal_window_secs` and `threads` need a restart.
     pub fn reload(&self, config: HttpConfig) -> Result<(), HttpError> {
         config.validate()?;
         let c = &self.cfg;
@@ -229,6 +234,7 @@ impl HttpProxy {
             ("ca_file", c.ca_file == config.ca_file),
             ("pii_hash_key", c.pii_hash_key == config.pii_hash_key),
             ("max_routes", c.max_routes == config.max_routes),
+            ("threads", c.threads == config.threads),
             (
                 "signal_window_secs",
                 c.signal_window_secs == config.signal_window_secs,
@@ -253,6 +259,104 @@ impl HttpProxy {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), HttpError> {
+        let background = self.spawn_background();
+        let r = self.clone().serve(listener, shutdown, 0).await;
+        self.finish_background(background).await;
+        r
+    }
+
+    /// The background work: signal windows, pool upkeep, health checks, span export.
+    fn spawn_background(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = vec![
+            self.clone().spawn_ingress_flusher(),
+            self.clone().spawn_pool_reaper(),
+        ];
+        tasks.extend(self.clone().spawn_health_checks());
+        if let Some(sink) = self.tracing.sink() {
+            tasks.push(tokio::spawn(otlp::run_exporter(
+                sink.clone(),
+                self.client.clone(),
+            )));
+        }
+        tasks
+    }
+
+    /// Stops the background work, then emits the last signal window and exports the last
+    /// spans (up to 5 s).
+    async fn finish_background(&self, tasks: Vec<tokio::task::JoinHandle<()>>) {
+        for task in tasks {
+            task.abort();
+        }
+        self.flush_ingress();
+        if let Some(sink) = self.tracing.sink() {
+            let last = otlp::export_queued(sink, &self.client);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), last).await;
+        }
+    }
+
+    /// [`HttpProxy::run`] on dedicated threads, one per listener (`[http] threads`), each a
+    /// single-threaded runtime: a connection, its upstream connections and its timers stay on
+    /// one thread. Configuration, metrics and upstream health stay shared; the background work
+    /// (signal windows, pool upkeep, health checks, span export) runs on the calling runtime.
+    /// `shutdown` makes one stop future per thread; the returned future completes when every
+    /// thread has drained and stopped.
+    pub fn run_threads<S, F>(
+        self: &Arc<Self>,
+        listeners: Vec<std::net::TcpListener>,
+        shutdown: S,
+    ) -> Result<impl Future<Output = Result<(), HttpError>> + Send + 'static, HttpError>
+    where
+        S: Fn() -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut done = Vec::with_capacity(listeners.len());
+        let background = self.spawn_background();
+        for (i, l) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true).map_err(HttpError::Threads)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(HttpError::Threads)?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let me = self.clone();
+            let stop = shutdown();
+            std::thread::Builder::new()
+                .name(format!("vigil-http-{i}"))
+                .spawn(move || {
+                    let r = rt.block_on(async move {
+                        let listener = TcpListener::from_std(l).map_err(HttpError::Threads)?;
+                        me.serve(listener, stop, i).await
+                    });
+                    let _ = tx.send(r);
+                })
+                .map_err(HttpError::Threads)?;
+            done.push(rx);
+        }
+        let me = self.clone();
+        Ok(async move {
+            let mut first = Ok(());
+            for rx in done {
+                let r = rx.await.unwrap_or_else(|_| {
+                    Err(HttpError::Threads(std::io::Error::other(
+                        "an http thread panicked",
+                    )))
+                });
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            me.finish_background(background).await;
+            first
+        })
+    }
+
+    /// The accept loop of one serving thread.
+    async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+        thread: usize,
+    ) -> Result<(), HttpError> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -272,13 +376,6 @@ impl HttpProxy {
         // are serving and close; the sender sees when the last one is gone.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
-        let flusher = self.clone().spawn_ingress_flusher();
-        let reaper = self.clone().spawn_pool_reaper();
-        let checker = self.clone().spawn_health_checks();
-        let exporter = self
-            .tracing
-            .sink()
-            .map(|sink| tokio::spawn(otlp::run_exporter(sink.clone(), self.client.clone())));
         loop {
             let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -322,7 +419,8 @@ impl HttpProxy {
                 match tls {
                     None => {
                         let mut stream = stream;
-                        let read = match me.serve_fast(&mut stream, peer, limits, &mut stop).await {
+                        let fast = me.serve_fast(&mut stream, peer, limits, &mut stop, thread);
+                        let read = match fast.await {
                             fast::Outcome::Closed => return,
                             fast::Outcome::Handover(read) => read,
                         };
@@ -352,19 +450,6 @@ impl HttpProxy {
             _ = tokio::time::sleep(DRAIN) => {
                 tracing::warn!("shutdown: in-flight requests still running after the drain timeout");
             }
-        }
-        flusher.abort();
-        reaper.abort();
-        if let Some(c) = checker {
-            c.abort();
-        }
-        self.flush_ingress();
-        if let Some(e) = exporter {
-            e.abort();
-        }
-        if let Some(sink) = self.tracing.sink() {
-            let last = otlp::export_queued(sink, &self.client);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), last).await;
         }
         Ok(())
     }
@@ -421,7 +506,9 @@ impl HttpProxy {
             loop {
                 tick.tick().await;
                 self.h1.purge();
-                self.raw.purge();
+                for p in &self.raw {
+                    p.purge();
+                }
             }
         })
     }

@@ -54,6 +54,8 @@ enum Next {
 /// One client connection's buffers.
 struct Conn<'a> {
     stream: &'a mut TcpStream,
+    /// Idle upstream connections of this connection's thread.
+    pool: &'a pool::RawPool,
     peer: SocketAddr,
     /// `peer`'s address as text (for `X-Forwarded-For`), formatted once.
     peer_text: String,
@@ -80,16 +82,19 @@ struct Request {
 }
 
 impl HttpProxy {
-    /// Serves a plain-TCP connection until it closes or needs the general path.
+    /// Serves a plain-TCP connection until it closes or needs the general path; `thread` is
+    /// the serving thread (its upstream connections stay on it).
     pub(super) async fn serve_fast(
         &self,
         stream: &mut TcpStream,
         peer: SocketAddr,
         limits: GateLimits,
         stop: &mut watch::Receiver<bool>,
+        thread: usize,
     ) -> Outcome {
         let mut c = Conn {
             stream,
+            pool: &self.raw[thread.min(self.raw.len() - 1)],
             peer,
             peer_text: peer.ip().to_string(),
             buf: BytesMut::with_capacity(READ_BUF),
@@ -341,10 +346,10 @@ impl HttpProxy {
         inst: &Instance,
         req: &mut Request,
     ) -> Result<(TcpStream, ResponseHead), ExchangeFailure> {
-        let mut up = match self.raw.checkout(&inst.authority) {
+        let mut up = match c.pool.checkout(&inst.authority) {
             Some(s) => s,
-            None => self
-                .raw
+            None => c
+                .pool
                 .connect(&inst.authority)
                 .await
                 .map_err(|_| ExchangeFailure::Connect)?,
@@ -478,7 +483,7 @@ impl HttpProxy {
         }
         // Bytes past the response's end: the connection is out of step; never reuse it.
         if head.reusable && c.ubuf.is_empty() {
-            self.raw.checkin(&inst.authority, up);
+            c.pool.checkin(&inst.authority, up);
         }
         keep
     }
