@@ -381,3 +381,48 @@ async fn requests_for_the_general_path_are_handed_over_mid_connection() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedicated_threads_serve_one_port_and_stop() {
+    let up = RawUpstream::start().await;
+    let mut c = cfg(&up);
+    c.threads = 2;
+    // Two listeners on one port, as `vigil run` binds them for `[http] threads = 2`.
+    let bind = |addr: SocketAddr| {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_reuseaddr(true).unwrap();
+        s.set_reuseport(true).unwrap();
+        s.bind(addr).unwrap();
+        s.listen(128).unwrap().into_std().unwrap()
+    };
+    let first = bind("127.0.0.1:0".parse().unwrap());
+    let addr = first.local_addr().unwrap();
+    let second = bind(addr);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let (emitter, _signals) = vigil_signal::Emitter::channel(64);
+    let proxy = vigil_proxy::http::HttpProxy::new(c, &mut registry, emitter).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let done = proxy
+        .run_threads(vec![first, second], move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+        })
+        .unwrap();
+    let done = tokio::spawn(done);
+    for i in 0..40 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        let r = get(&mut s, &mut buf, &format!("/t/{i}")).await;
+        assert_eq!(r.body, format!("GET /t/{i} ").as_bytes());
+    }
+    assert_eq!(up.got().len(), 40);
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("every thread stopped")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
