@@ -217,7 +217,8 @@ impl HttpProxy {
                 traceparent: trace.ids.header_bytes(),
             },
         );
-        let r = Request {
+        // The parsed head borrows `c.buf`; the request owns what it needs from it.
+        let mut r = Request {
             method,
             route,
             body_left: body_len,
@@ -227,7 +228,6 @@ impl HttpProxy {
             trace,
         };
         c.buf.advance(end);
-        let mut r = r;
         let have = (c.buf.len() as u64).min(r.body_left) as usize;
         c.out.extend_from_slice(&c.buf[..have]);
         c.buf.advance(have);
