@@ -48,6 +48,7 @@ run_wrk() {
 }
 
 # `vigil run` with an [http] section; $1 name, $2 port, $3 backend port, $4 extra [telemetry] line.
+# VIGIL_HTTP_THREADS sets `[http] threads` (default: the binary's default).
 start_vigil_http() {
     cat >"$W/$1.toml" <<EOF
 [admin]
@@ -57,6 +58,7 @@ listen = "127.0.0.1:$(free_port)"
 listen = "127.0.0.1:$2"
 upstream = ["http://127.0.0.1:$3"]
 access_log = false
+${VIGIL_HTTP_THREADS:+threads = $VIGIL_HTTP_THREADS}
 
 [telemetry]
 log_level = "warn"

@@ -68,7 +68,7 @@ for c in "$@"; do
     esac
 done
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # utime stime
 CLK=$(getconf CLK_TCK)
 bench_once() { # port secs -> "tps transactions"
     local out
@@ -85,11 +85,13 @@ for r in $(seq 1 "$ROUNDS"); do
         p=${pid[$l]}
         t0=; [ -n "$p" ] && t0=$(ticks "$p")
         read -r tps n < <(bench_once "${port[$l]}" "$SECS")
-        cpu=-
+        cpu=- split=
         if [ -n "$p" ] && [ "${n:-0}" -gt 0 ]; then
-            cpu=$(awk -v a="$t0" -v b="$(ticks "$p")" -v n="$n" -v k="$CLK" 'BEGIN {printf "%.1f", (b - a) / k * 1e6 / n}')
+            read -r cpu split < <(awk -v a="$t0" -v b="$(ticks "$p")" -v n="$n" -v k="$CLK" 'BEGIN {
+                split(a, x, " "); split(b, y, " "); u = (y[1] - x[1]) / k * 1e6 / n; s = (y[2] - x[2]) / k * 1e6 / n
+                printf "%.1f (user=%.1f,sys=%.1f)\n", u + s, u, s }')
         fi
-        printf 'round %s %-14s tps=%8.0f cpu_us_per_tx=%s load=%s\n' "$r" "$l" "$tps" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)"
+        printf 'round %s %-14s tps=%8.0f cpu_us_per_tx=%s %s load=%s\n' "$r" "$l" "$tps" "$cpu" "$split" "$(cut -d' ' -f1 /proc/loadavg)"
         all_tps[$l]="${all_tps[$l]:-} $tps"; all_cpu[$l]="${all_cpu[$l]:-} $cpu"
     done
 done

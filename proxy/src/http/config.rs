@@ -80,7 +80,15 @@ pub struct HttpConfig {
     /// HTTP event-loop threads: each a single-threaded runtime with its own listening socket
     /// (SO_REUSEPORT when more than one), serving its connections and their upstream
     /// connections without waking another thread. `0` serves on the process's shared runtime.
+    /// Default: one per CPU available to the process (at most 64), as nginx's
+    /// `worker_processes auto`.
     pub threads: usize,
+}
+
+/// One event-loop thread per CPU the process may run on (its affinity mask and cgroup quota),
+/// at most 64.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(64))
 }
 
 impl Default for HttpConfig {
@@ -105,7 +113,7 @@ impl Default for HttpConfig {
             signal_window_secs: 10,
             health_check_path: None,
             health_check_interval_ms: 5_000,
-            threads: 1,
+            threads: default_threads(),
         }
     }
 }

@@ -594,12 +594,12 @@ impl HttpProxy {
         let tap = live.taps.get(path);
         let provider = tap.is_none().then(|| live.provider_for(path)).flatten();
         let route = match (tap, provider) {
-            (Some(_), _) => path.to_string(),
-            (None, Some(p)) => format!(
+            (Some(_), _) => Arc::from(path),
+            (None, Some(p)) => Arc::from(format!(
                 "{}{}",
                 p.prefix,
                 routes::template_of(&path[p.prefix.len()..])
-            ),
+            )),
             (None, None) => self.routes.template(path),
         };
         let incoming_trace = trusted
@@ -652,13 +652,14 @@ impl HttpProxy {
         &self,
         live: &Live,
         method: &'static str,
-        route: &str,
+        route: &Arc<str>,
         status: u16,
         start: Instant,
         trace: &RequestTrace,
     ) {
-        trace.end(status, method, route);
-        let secs = start.elapsed().as_secs_f64();
+        let elapsed = start.elapsed();
+        trace.end(status, method, route, elapsed);
+        let secs = elapsed.as_secs_f64();
         self.ingress.record(route, status, secs);
         self.metrics
             .observe_request(method, route, status_class(status), secs);

@@ -9,6 +9,7 @@
 //! continued) so the upstream sees a `traceparent`.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use http::HeaderValue;
 use http::uri::Authority;
@@ -74,10 +75,30 @@ fn hex_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+thread_local! {
+    /// wyrand state, seeded once per thread from the OS-seeded thread RNG. Trace and span ids
+    /// need uniqueness, not secrecy (OpenTelemetry's Go SDK uses a seeded math/rand the same
+    /// way); ChaCha per id cost more than the rest of the span.
+    static IDS: std::cell::Cell<u64> = std::cell::Cell::new(rand::random());
+}
+
+/// The next 64 random bits of this thread's id generator (wyrand).
+fn next_u64() -> u64 {
+    IDS.with(|s| {
+        let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+        s.set(x);
+        let t = u128::from(x) * u128::from(x ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
+}
+
 /// Random bytes, never all zero (an all-zero id is invalid).
 fn nonzero<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
     loop {
-        let b: [u8; N] = rand::random();
+        for chunk in b.chunks_mut(8) {
+            chunk.copy_from_slice(&next_u64().to_le_bytes()[..chunk.len()]);
+        }
         if b.iter().any(|x| *x != 0) {
             return b;
         }
@@ -173,7 +194,9 @@ impl RequestTrace {
     }
 
     /// A client span (child of this server span) around one attempt to `address`; `None` when
-    /// the request is not recorded.
+    /// the request is not recorded. The span is exported for provider calls, retries and
+    /// failed attempts; a reverse-proxy request answered on its first attempt is the server
+    /// span alone (as nginx and Envoy trace a proxied request), which halves the export.
     pub fn client(
         &self,
         address: &Authority,
@@ -185,13 +208,14 @@ impl RequestTrace {
             sink: sink.clone(),
             record: SpanRecord {
                 trace_id: self.ids.trace_id.to_bytes(),
-                span_id: nonzero::<8>(),
+                // Made when the span is exported ([`ClientSpan::end`]).
+                span_id: [0; 8],
                 parent: Some(self.ids.span_id.to_bytes()),
                 kind: Kind::Client,
                 start: now_nanos(),
                 end: 0,
                 method: "",
-                route: String::new(),
+                route: None,
                 status: None,
                 error: None,
                 address: Some(address.clone()),
@@ -202,8 +226,9 @@ impl RequestTrace {
     }
 
     /// Ends the server span, named `method route`, with the response status (5xx marks it
-    /// failed).
-    pub fn end(&self, status: u16, method: &'static str, route: &str) {
+    /// failed), `elapsed` after it started (measured by the caller's monotonic clock, which
+    /// the request path reads anyway).
+    pub fn end(&self, status: u16, method: &'static str, route: &Arc<str>, elapsed: Duration) {
         let Some((sink, start)) = &self.rec else {
             return;
         };
@@ -213,9 +238,9 @@ impl RequestTrace {
             parent: self.ids.parent_span_id.map(|p| p.to_bytes()),
             kind: Kind::Server,
             start: *start,
-            end: now_nanos(),
+            end: start.saturating_add(elapsed.as_nanos() as u64),
             method,
-            route: route.to_string(),
+            route: Some(route.clone()),
             status: Some(status),
             error: (status >= 500).then_some(""),
             address: None,
@@ -228,10 +253,16 @@ impl RequestTrace {
 impl ClientSpan {
     /// Ends the span with the answer's status, or failed with `error` when there was none.
     pub fn end(mut self, status: Option<u16>, error: &'static str) {
-        self.record.end = now_nanos();
-        self.record.status = status;
+        let r = &mut self.record;
+        if status.is_some() && r.resend == 0 && r.provider.is_none() {
+            // A first attempt that got an answer: the server span tells it all.
+            return;
+        }
+        r.end = now_nanos();
+        r.status = status;
+        r.span_id = nonzero::<8>();
         if status.is_none() {
-            self.record.error = Some(error);
+            r.error = Some(error);
         }
         self.sink.push(self.record);
     }
@@ -294,13 +325,31 @@ mod tests {
         let r = t.start_server(None);
         assert!(r.recording());
         r.client(&addr, Some("p"), 1).unwrap().end(None, "refused");
-        r.end(503, "GET", "/a/{id}");
+        // Exported: a provider call, a retry, a failed first attempt. Not: an answered first
+        // attempt to the reverse proxy's upstream.
+        r.client(&addr, Some("p"), 0).unwrap().end(Some(200), "x");
+        r.client(&addr, None, 1).unwrap().end(Some(200), "x");
+        r.client(&addr, None, 0).unwrap().end(None, "refused");
+        r.client(&addr, None, 0).unwrap().end(Some(503), "x");
+        r.end(
+            503,
+            "GET",
+            &Arc::from("/a/{id}"),
+            Duration::from_micros(1500),
+        );
         let spans = sink.take();
-        assert_eq!(spans.len(), 2);
+        assert_eq!(spans.len(), 5);
         assert_eq!(spans[0].parent, Some(r.ids.span_id.to_bytes()));
         assert_eq!(spans[0].error, Some("refused"));
-        assert_eq!(spans[1].span_id, r.ids.span_id.to_bytes());
-        assert_eq!(spans[1].error, Some(""));
+        assert_eq!(spans[1].status, Some(200));
+        assert_eq!((spans[2].resend, spans[2].status), (1, Some(200)));
+        assert_eq!((spans[3].resend, spans[3].error), (0, Some("refused")));
+        let ids: std::collections::HashSet<[u8; 8]> = spans.iter().map(|s| s.span_id).collect();
+        assert_eq!(ids.len(), 5, "distinct span ids");
+        assert!(!ids.contains(&[0; 8]));
+        assert_eq!(spans[4].span_id, r.ids.span_id.to_bytes());
+        assert_eq!(spans[4].error, Some(""));
+        assert_eq!(spans[4].end - spans[4].start, 1_500_000);
         // An unsampled caller: continued, not recorded.
         let r = t.start_server(Some(
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",

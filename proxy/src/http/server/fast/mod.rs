@@ -18,6 +18,7 @@ pub mod wire;
 
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
@@ -72,7 +73,7 @@ struct Conn<'a> {
 /// What a request head says, once it is known to suit the fast path.
 struct Request {
     method: &'static str,
-    route: String,
+    route: Arc<str>,
     /// Body bytes still to read from the client after the ones copied into `out`.
     body_left: u64,
     head_request: bool,
@@ -264,12 +265,17 @@ impl HttpProxy {
                 break;
             }
             let inst = live.pool.get(i);
-            let budget = t
-                .per_try()
-                .min(deadline.saturating_duration_since(Instant::now()));
+            // The first attempt's budget starts with the request (no clock read).
+            let until = if attempt == 0 {
+                start + t.per_try().min(t.total())
+            } else {
+                let now = Instant::now();
+                now + t.per_try().min(deadline.saturating_duration_since(now))
+            };
             let span = self.client_span(&req.trace, inst, attempt);
             let in_flight = live.pool.begin(i);
-            let sent = tokio::time::timeout(budget, self.fast_exchange(c, inst, &mut req)).await;
+            let sent =
+                tokio::time::timeout_at(until.into(), self.fast_exchange(c, inst, &mut req)).await;
             drop(in_flight);
             let status = match &sent {
                 Ok(Ok((_, h))) => Some(h.status),
