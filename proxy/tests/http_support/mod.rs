@@ -299,6 +299,20 @@ impl Proxy {
         out
     }
 
+    /// The metrics once `ready` holds for them (polled for up to 5 s; the last text either
+    /// way). The fast path records a request after its response went out, so a client can get
+    /// the answer before the proxy counted it, as with nginx's log phase.
+    pub async fn metrics_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = self.metrics();
+            if ready(&m) || tokio::time::Instant::now() >= deadline {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits for the next signal (up to 5 s).
     pub async fn next_signal(&mut self) -> Option<Signal> {
         tokio::time::timeout(Duration::from_secs(5), self.signals.recv())
