@@ -191,7 +191,7 @@ impl HttpProxy {
             let budget = t
                 .per_try()
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let span = self.client_span(&ctx.trace, inst, attempt);
+            let span = ctx.trace.client(attempt);
             let in_flight = live.pool.begin(i);
             let sent = tokio::time::timeout(budget, self.send(inst, pooled, out)).await;
             drop(in_flight);
@@ -199,7 +199,7 @@ impl HttpProxy {
                 Ok(Ok(resp)) => Some(resp.status().as_u16()),
                 _ => None,
             };
-            end_client_span(span, status);
+            end_client_span(&ctx.trace, span, inst, status);
             match sent {
                 Ok(Ok(mut resp)) => {
                     self.note_success(live, i);
@@ -266,16 +266,6 @@ impl HttpProxy {
         true
     }
 
-    /// The client span of one attempt (child of the request's server span), when traced.
-    pub(super) fn client_span(
-        &self,
-        trace: &RequestTrace,
-        inst: &Instance,
-        attempt: u32,
-    ) -> Option<ClientSpan> {
-        trace.client(&inst.authority, None, attempt)
-    }
-
     pub(super) fn note_success(&self, live: &Live, i: usize) {
         live.pool.success(i);
         self.metrics
@@ -328,9 +318,14 @@ impl HttpProxy {
 }
 
 /// Ends an attempt's client span with the upstream's status, or failed without one.
-pub(super) fn end_client_span(span: Option<ClientSpan>, status: Option<u16>) {
+pub(super) fn end_client_span(
+    trace: &RequestTrace,
+    span: Option<ClientSpan>,
+    inst: &Instance,
+    status: Option<u16>,
+) {
     if let Some(span) = span {
-        span.end(status, "upstream failed");
+        trace.end_client(span, &inst.authority, None, status, "upstream failed");
     }
 }
 

@@ -124,14 +124,15 @@ impl HttpProxy {
                 .timeouts
                 .per_try()
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let span = ctx.trace.client(&p.authority, Some(&p.name), attempt);
+            let span = ctx.trace.client(attempt);
             let sent = tokio::time::timeout(budget, self.client.request(out)).await;
             if let Some(span) = span {
                 let status = match &sent {
                     Ok(Ok(resp)) => Some(resp.status().as_u16()),
                     _ => None,
                 };
-                span.end(status, "provider failed");
+                ctx.trace
+                    .end_client(span, &p.authority, Some(&p.name), status, "provider failed");
             }
             let retry_worthy;
             (result, outcome, retry_worthy) = match sent {

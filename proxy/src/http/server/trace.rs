@@ -151,11 +151,12 @@ pub struct RequestTrace {
     rec: Option<(Arc<SpanSink>, u64)>,
 }
 
-/// A client span (one upstream or provider attempt) being timed.
-#[derive(Debug)]
+/// A client span (one upstream or provider attempt) being timed: nothing is built until it
+/// ends ([`RequestTrace::end_client`]).
+#[derive(Debug, Clone, Copy)]
 pub struct ClientSpan {
-    sink: Arc<SpanSink>,
-    record: SpanRecord,
+    start: u64,
+    attempt: u32,
 }
 
 impl Tracing {
@@ -193,36 +194,49 @@ impl RequestTrace {
         self.rec.is_some()
     }
 
-    /// A client span (child of this server span) around one attempt to `address`; `None` when
-    /// the request is not recorded. The span is exported for provider calls, retries and
-    /// failed attempts; a reverse-proxy request answered on its first attempt is the server
-    /// span alone (as nginx and Envoy trace a proxied request), which halves the export.
-    pub fn client(
+    /// Starts timing one upstream or provider attempt as a client span (child of this server
+    /// span); `None` when the request is not recorded. Whether the span is exported is decided
+    /// at [`RequestTrace::end_client`], which builds it only then.
+    pub fn client(&self, attempt: u32) -> Option<ClientSpan> {
+        self.rec.as_ref().map(|_| ClientSpan {
+            start: now_nanos(),
+            attempt,
+        })
+    }
+
+    /// Ends an attempt to `address` with the answer's status, or failed with `error` when there
+    /// was none. Exported for provider calls, retries and failed attempts; a reverse-proxy
+    /// request answered on its first attempt is the server span alone (as nginx and Envoy trace
+    /// a proxied request), which halves the export.
+    pub fn end_client(
         &self,
+        span: ClientSpan,
         address: &Authority,
         provider: Option<&str>,
-        attempt: u32,
-    ) -> Option<ClientSpan> {
-        let (sink, _) = self.rec.as_ref()?;
-        Some(ClientSpan {
-            sink: sink.clone(),
-            record: SpanRecord {
-                trace_id: self.ids.trace_id.to_bytes(),
-                // Made when the span is exported ([`ClientSpan::end`]).
-                span_id: [0; 8],
-                parent: Some(self.ids.span_id.to_bytes()),
-                kind: Kind::Client,
-                start: now_nanos(),
-                end: 0,
-                method: "",
-                route: None,
-                status: None,
-                error: None,
-                address: Some(address.clone()),
-                provider: provider.map(str::to_string),
-                resend: attempt,
-            },
-        })
+        status: Option<u16>,
+        error: &'static str,
+    ) {
+        let Some((sink, _)) = &self.rec else {
+            return;
+        };
+        if status.is_some() && span.attempt == 0 && provider.is_none() {
+            return;
+        }
+        sink.push(SpanRecord {
+            trace_id: self.ids.trace_id.to_bytes(),
+            span_id: nonzero::<8>(),
+            parent: Some(self.ids.span_id.to_bytes()),
+            kind: Kind::Client,
+            start: span.start,
+            end: now_nanos(),
+            method: "",
+            route: None,
+            status,
+            error: status.is_none().then_some(error),
+            address: Some(address.clone()),
+            provider: provider.map(str::to_string),
+            resend: span.attempt,
+        });
     }
 
     /// Ends the server span, named `method route`, with the response status (5xx marks it
@@ -247,24 +261,6 @@ impl RequestTrace {
             provider: None,
             resend: 0,
         });
-    }
-}
-
-impl ClientSpan {
-    /// Ends the span with the answer's status, or failed with `error` when there was none.
-    pub fn end(mut self, status: Option<u16>, error: &'static str) {
-        let r = &mut self.record;
-        if status.is_some() && r.resend == 0 && r.provider.is_none() {
-            // A first attempt that got an answer: the server span tells it all.
-            return;
-        }
-        r.end = now_nanos();
-        r.status = status;
-        r.span_id = nonzero::<8>();
-        if status.is_none() {
-            r.error = Some(error);
-        }
-        self.sink.push(self.record);
     }
 }
 
@@ -311,7 +307,7 @@ mod tests {
         let r = t.start_server(None);
         assert!(!r.recording());
         let addr: Authority = "up:80".parse().unwrap();
-        assert!(r.client(&addr, None, 0).is_none());
+        assert!(r.client(0).is_none());
         let registry_counter = prometheus_client::metrics::counter::Counter::default;
         let sink = Arc::new(SpanSink::new(
             super::super::otlp::SpanExport {
@@ -324,13 +320,13 @@ mod tests {
         t.export(sink.clone());
         let r = t.start_server(None);
         assert!(r.recording());
-        r.client(&addr, Some("p"), 1).unwrap().end(None, "refused");
+        r.end_client(r.client(1).unwrap(), &addr, Some("p"), None, "refused");
         // Exported: a provider call, a retry, a failed first attempt. Not: an answered first
         // attempt to the reverse proxy's upstream.
-        r.client(&addr, Some("p"), 0).unwrap().end(Some(200), "x");
-        r.client(&addr, None, 1).unwrap().end(Some(200), "x");
-        r.client(&addr, None, 0).unwrap().end(None, "refused");
-        r.client(&addr, None, 0).unwrap().end(Some(503), "x");
+        r.end_client(r.client(0).unwrap(), &addr, Some("p"), Some(200), "x");
+        r.end_client(r.client(1).unwrap(), &addr, None, Some(200), "x");
+        r.end_client(r.client(0).unwrap(), &addr, None, None, "refused");
+        r.end_client(r.client(0).unwrap(), &addr, None, Some(503), "x");
         r.end(
             503,
             "GET",

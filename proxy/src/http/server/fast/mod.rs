@@ -272,7 +272,7 @@ impl HttpProxy {
                 let now = Instant::now();
                 now + t.per_try().min(deadline.saturating_duration_since(now))
             };
-            let span = self.client_span(&req.trace, inst, attempt);
+            let span = req.trace.client(attempt);
             let in_flight = live.pool.begin(i);
             let sent =
                 tokio::time::timeout_at(until.into(), self.fast_exchange(c, inst, &mut req)).await;
@@ -281,7 +281,7 @@ impl HttpProxy {
                 Ok(Ok((_, h))) => Some(h.status),
                 _ => None,
             };
-            end_client_span(span, status);
+            end_client_span(&req.trace, span, inst, status);
             match sent {
                 Ok(Ok((up, head))) => {
                     self.note_success(&live, i);
