@@ -25,7 +25,7 @@ use super::rules::Decision;
 use super::stampede::{FillLock, Flight, FlightGuard};
 use super::store::Entry;
 use crate::pg::protocol::extended::{Bind, Parse};
-use crate::pg::protocol::{RawMessage, simple};
+use crate::pg::protocol::{Msg, simple};
 use crate::pg::session::{Pending, Session};
 
 struct Portal {
@@ -140,7 +140,7 @@ pub(crate) struct Fill {
 
 impl Fill {
     /// Feed one server message of the statement's response (not ReadyForQuery).
-    pub fn push(&mut self, m: &RawMessage) {
+    pub fn push(&mut self, m: &Msg<'_>) {
         if self.poisoned {
             return;
         }
@@ -152,7 +152,7 @@ impl Fill {
                     self.cache.stats.bypass(self.fp, BypassReason::TooLarge);
                     return;
                 }
-                self.buf.extend_from_slice(&m.frame);
+                self.buf.extend_from_slice(m.frame);
             }
             b'T' | b'D' | b'C' => {}
             _ => {

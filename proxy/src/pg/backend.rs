@@ -7,36 +7,53 @@ use std::time::{Duration, Instant};
 use super::config::PoolMode;
 use super::hook::{QueryProtocol, StatementEvent};
 use super::protocol::status::{self, ErrorFields};
-use super::protocol::{RawMessage, simple};
+use super::protocol::{Msg, Next, simple};
 use super::session::{Pending, Session};
 
 impl Session {
-    /// Handle every complete message buffered from the server.
+    /// Handle every complete message buffered from the server, in place: the read buffer is
+    /// taken from the connection, its messages are borrowed one after the other, and it is
+    /// advanced once at the end.
     pub fn on_server_data(&mut self) {
-        loop {
+        let Some(srv) = self.server.as_mut() else {
+            return;
+        };
+        let buf = srv.conn().dec.take();
+        let mut off = 0;
+        let partial = loop {
             let Some(srv) = self.server.as_mut() else {
+                // The server is gone (its buffered bytes with it).
                 return;
             };
-            let msg = match srv.conn().dec.decode() {
-                Ok(Some(m)) => m,
-                Ok(None) => return,
+            match srv.conn().dec.next_len(&buf[off..]) {
+                Ok(Next::Complete(n)) => {
+                    let m = Msg {
+                        tag: buf[off],
+                        frame: &buf[off..off + n],
+                    };
+                    off += n;
+                    if !self.on_server_message(m) {
+                        return;
+                    }
+                }
+                Ok(Next::Partial(n)) => break n,
                 Err(_) => {
                     self.server_lost(None);
                     return;
                 }
-            };
-            if !self.on_server_message(msg) {
-                return;
             }
+        };
+        if let Some(srv) = self.server.as_mut() {
+            srv.conn().dec.put_back(buf, off, partial);
         }
     }
 
-    fn forward(&mut self, m: &RawMessage) {
-        self.cout.extend_from_slice(&m.frame);
+    fn forward(&mut self, m: &Msg<'_>) {
+        self.cout.extend_from_slice(m.frame);
     }
 
     /// Returns false when the server is gone.
-    fn on_server_message(&mut self, m: RawMessage) -> bool {
+    fn on_server_message(&mut self, m: Msg<'_>) -> bool {
         self.drain_synth();
         let internal = matches!(self.pending.front(), Some(Pending::Internal));
         match m.tag {
@@ -278,7 +295,7 @@ impl Session {
         true
     }
 
-    fn set_status(&mut self, m: &RawMessage) {
+    fn set_status(&mut self, m: &Msg<'_>) {
         if let Ok(s) = simple::decode_ready_for_query(m.body()) {
             self.tx_status = s;
             self.cache_ready(s);
@@ -286,7 +303,7 @@ impl Session {
     }
 
     /// Statements that reset prepared statements on the server.
-    fn after_command(&mut self, m: &RawMessage) {
+    fn after_command(&mut self, m: &Msg<'_>) {
         // Most tags are neither: compared as bytes, before decoding.
         const RESETS: [&[u8]; 2] = [b"DISCARD ALL\0", b"DEALLOCATE ALL\0"];
         if !RESETS.contains(&m.body()) {
@@ -307,7 +324,7 @@ impl Session {
         }
     }
 
-    fn on_server_error(&mut self, m: RawMessage) -> bool {
+    fn on_server_error(&mut self, m: Msg<'_>) -> bool {
         let fields = ErrorFields::decode(m.body()).unwrap_or_default();
         let code = fields.code().to_owned();
         self.inner.metrics.error(code.as_bytes());

@@ -8,28 +8,39 @@ use super::hook::{BindEvent, ParseEvent, StatementHook};
 use super::pinning::{self, PinReason};
 use super::prepared::StatementDef;
 use super::protocol::extended::{self, Bind, Execute, Parse, Target};
-use super::protocol::{RawMessage, simple, status};
+use super::protocol::{Msg, Next, simple, status};
 use super::session::{ExecHook, Pending, Session, SimpleHook};
 use crate::cache::flow::Outcome;
 
 impl Session {
-    /// Handle every complete message buffered from the client. `Ok(false)`: client said goodbye;
-    /// `Err(())`: protocol violation (a FATAL error is queued).
+    /// Handle every complete message buffered from the client, in place (the read buffer is
+    /// taken, its messages borrowed, and it is advanced once at the end). `Ok(false)`: client
+    /// said goodbye; `Err(())`: protocol violation (a FATAL error is queued).
     pub async fn on_client_data(&mut self) -> Result<bool, ()> {
-        loop {
-            let msg = match self.cin.decode() {
-                Ok(Some(m)) => m,
-                Ok(None) => return Ok(true),
+        let buf = self.cin.take();
+        let mut off = 0;
+        let (r, partial) = loop {
+            match self.cin.next_len(&buf[off..]) {
+                Ok(Next::Complete(n)) => {
+                    let m = Msg {
+                        tag: buf[off],
+                        frame: &buf[off..off + n],
+                    };
+                    off += n;
+                    match self.on_client_message(m).await {
+                        Ok(true) => {}
+                        other => break (other, 0),
+                    }
+                }
+                Ok(Next::Partial(n)) => break (Ok(true), n),
                 Err(e) => {
                     self.protocol_violation(&e.to_string());
-                    return Err(());
+                    break (Err(()), 0);
                 }
-            };
-            match self.on_client_message(msg).await {
-                Ok(true) => {}
-                other => return other,
             }
-        }
+        };
+        self.cin.put_back(buf, off, partial);
+        r
     }
 
     fn protocol_violation(&mut self, detail: &str) {
@@ -40,7 +51,7 @@ impl Session {
         ));
     }
 
-    async fn on_client_message(&mut self, m: RawMessage) -> Result<bool, ()> {
+    async fn on_client_message(&mut self, m: Msg<'_>) -> Result<bool, ()> {
         if self.skip_until_sync {
             match m.tag {
                 b'S' => {
@@ -66,9 +77,9 @@ impl Session {
                     self.push_synth(simple::ready_for_query(self.tx_status));
                 } else if self.copy_in {
                     // Ignored by the server in copy-in mode.
-                    self.sout.extend_from_slice(&m.frame);
+                    self.sout.extend_from_slice(m.frame);
                 } else {
-                    self.sout.extend_from_slice(&m.frame);
+                    self.sout.extend_from_slice(m.frame);
                     self.pending.push_back(Pending::Sync);
                     self.unsynced = false;
                     self.cache_sync();
@@ -77,21 +88,21 @@ impl Session {
             }
             b'H' => {
                 if self.server.is_some() {
-                    self.sout.extend_from_slice(&m.frame);
+                    self.sout.extend_from_slice(m.frame);
                 }
                 Ok(())
             }
             b'F' => {
                 self.cache_function_call();
                 if self.attach(false).await {
-                    self.sout.extend_from_slice(&m.frame);
+                    self.sout.extend_from_slice(m.frame);
                     self.pending.push_back(Pending::FunctionCall);
                 }
                 Ok(())
             }
             b'd' | b'c' | b'f' => {
                 if self.server.is_some() {
-                    self.sout.extend_from_slice(&m.frame);
+                    self.sout.extend_from_slice(m.frame);
                     if m.tag != b'd' {
                         if self.copy_in {
                             self.copy_in = false;
@@ -125,7 +136,7 @@ impl Session {
         }
     }
 
-    async fn on_query(&mut self, m: RawMessage) -> Result<(), String> {
+    async fn on_query(&mut self, m: Msg<'_>) -> Result<(), String> {
         let body = simple::decode_query(m.body()).map_err(|e| e.to_string())?;
         let sql = String::from_utf8_lossy(body);
         // DEALLOCATE of a protocol-level statement the proxy renamed: answer it here.
@@ -174,12 +185,12 @@ impl Session {
                 fill,
             })
         });
-        self.sout.extend_from_slice(&m.frame);
+        self.sout.extend_from_slice(m.frame);
         self.pending.push_back(Pending::Query { hook });
         Ok(())
     }
 
-    async fn on_parse(&mut self, m: RawMessage) -> Result<(), String> {
+    async fn on_parse(&mut self, m: Msg<'_>) -> Result<(), String> {
         let parse = Parse::decode(m.body()).map_err(|e| e.to_string())?;
         self.cache_parse(&parse);
         if let Some(h) = &self.inner.hook {
@@ -223,7 +234,7 @@ impl Session {
             if self.inner.hook.is_some() {
                 self.unnamed_sql = Some(parse.query.as_str().into());
             }
-            self.sout.extend_from_slice(&m.frame);
+            self.sout.extend_from_slice(m.frame);
             self.pending.push_back(Pending::Parse {
                 server_name: None,
                 client_name: None,
@@ -274,7 +285,7 @@ impl Session {
         Some(def.server_name.clone())
     }
 
-    async fn on_bind(&mut self, m: RawMessage) -> Result<(), String> {
+    async fn on_bind(&mut self, m: Msg<'_>) -> Result<(), String> {
         if !self.attach(true).await {
             return Ok(());
         }
@@ -300,11 +311,8 @@ impl Session {
             .then(|| self.server_statement(bind.statement))
             .flatten()
         {
-            Some(server_name) => {
-                let f = bind.encode_with_statement(&server_name);
-                self.sout.extend_from_slice(&f);
-            }
-            None => self.sout.extend_from_slice(&m.frame),
+            Some(server_name) => bind.write_with_statement(&server_name, &mut self.sout),
+            None => self.sout.extend_from_slice(m.frame),
         }
         self.pending.push_back(Pending::Bind);
         Ok(())
@@ -328,7 +336,7 @@ impl Session {
         });
     }
 
-    async fn on_describe(&mut self, m: RawMessage) -> Result<(), String> {
+    async fn on_describe(&mut self, m: Msg<'_>) -> Result<(), String> {
         if !self.attach(true).await {
             return Ok(());
         }
@@ -345,13 +353,13 @@ impl Session {
                 }
                 .encode(b'D'),
             ),
-            None => self.sout.extend_from_slice(&m.frame),
+            None => self.sout.extend_from_slice(m.frame),
         }
         self.pending.push_back(Pending::Describe);
         Ok(())
     }
 
-    async fn on_execute(&mut self, m: RawMessage) -> Result<(), String> {
+    async fn on_execute(&mut self, m: Msg<'_>) -> Result<(), String> {
         if !self.attach(true).await {
             return Ok(());
         }
@@ -393,12 +401,12 @@ impl Session {
             })),
             (None, None) => None,
         };
-        self.sout.extend_from_slice(&m.frame);
+        self.sout.extend_from_slice(m.frame);
         self.pending.push_back(Pending::Execute { hook });
         Ok(())
     }
 
-    async fn on_close(&mut self, m: RawMessage) -> Result<(), String> {
+    async fn on_close(&mut self, m: Msg<'_>) -> Result<(), String> {
         let t = Target::decode(m.body()).map_err(|e| e.to_string())?;
         if t.kind == b'S' && !t.name.is_empty() && self.statements.get(t.name).is_some() {
             // Server-side statements are shared; only the client's name goes away.
@@ -419,7 +427,7 @@ impl Session {
         if t.kind == b'P' {
             self.portals.remove(t.name);
         }
-        self.sout.extend_from_slice(&m.frame);
+        self.sout.extend_from_slice(m.frame);
         self.pending.push_back(Pending::Close { hidden: false });
         Ok(())
     }

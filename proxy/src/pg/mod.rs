@@ -166,8 +166,9 @@ impl Inner {
     }
 
     /// Forward a client's CancelRequest to the server running its query, if any. The client's
-    /// attachment lock is held while sending, so the server cannot be handed to another client
-    /// in between.
+    /// session cannot attach or release a server while the cancel is sent
+    /// ([`ClientShared::begin_cancel`]), so the server cannot be handed to another client in
+    /// between.
     pub(crate) async fn cancel(&self, pid: i32, secret: &[u8]) {
         let shared = {
             let c = lock(&self.cancels);
@@ -176,12 +177,11 @@ impl Inner {
                 _ => return,
             }
         };
-        let guard = shared.attached.lock().await;
-        if let Some(t) = guard.as_ref() {
+        if let Some(c) = shared.begin_cancel() {
             self.metrics.cancels.inc();
+            let t = &c.target;
             let _ = upstream::send_cancel(t.addr, t.pid, &t.secret).await;
         }
-        drop(guard);
     }
 }
 

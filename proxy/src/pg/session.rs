@@ -96,9 +96,82 @@ pub(crate) struct CancelTarget {
     pub secret: Arc<[u8]>,
 }
 
+/// What a client's session shares with the cancel path: the server it is attached to.
+///
+/// A CancelRequest must never reach a server after it was handed to another client, so while a
+/// cancel is being sent the session waits before it attaches or releases a server. The session
+/// side is an uncontended std mutex per checkout and checkin; only a session that meets a
+/// cancel in flight waits (on `cancel_done`).
 #[derive(Default)]
 pub(crate) struct ClientShared {
-    pub attached: tokio::sync::Mutex<Option<CancelTarget>>,
+    attached: std::sync::Mutex<Attached>,
+    cancel_done: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Attached {
+    target: Option<CancelTarget>,
+    /// Cancels being sent to `target`.
+    cancelling: u32,
+}
+
+/// A cancel in flight (see [`ClientShared::begin_cancel`]); ends when dropped.
+pub(crate) struct CancelInFlight<'a> {
+    shared: &'a ClientShared,
+    pub target: CancelTarget,
+}
+
+impl Drop for CancelInFlight<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().cancelling -= 1;
+        self.shared.cancel_done.notify_waiters();
+    }
+}
+
+impl ClientShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Attached> {
+        self.attached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Set (or clear) the server this client is attached to, once no cancel is in flight.
+    pub async fn attach(&self, target: Option<CancelTarget>) {
+        let mut target = Some(target);
+        loop {
+            {
+                let mut a = self.lock();
+                if a.cancelling == 0 {
+                    a.target = target.take().flatten();
+                    return;
+                }
+            }
+            let done = self.cancel_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.lock().cancelling == 0 {
+                continue;
+            }
+            done.await;
+        }
+    }
+
+    /// Clear the attachment unless a cancel is in flight (then the next attach replaces it).
+    pub fn detach_now(&self) {
+        let mut a = self.lock();
+        if a.cancelling == 0 {
+            a.target = None;
+        }
+    }
+
+    /// The server to cancel, held attached to this client until the result is dropped.
+    pub fn begin_cancel(&self) -> Option<CancelInFlight<'_>> {
+        let mut a = self.lock();
+        let target = a.target.clone()?;
+        a.cancelling += 1;
+        Some(CancelInFlight {
+            shared: self,
+            target,
+        })
+    }
 }
 
 pub(crate) struct Session {
@@ -362,7 +435,7 @@ impl Session {
         let Some(srv) = self.server.take() else {
             return;
         };
-        *self.shared.attached.lock().await = None;
+        self.shared.attach(None).await;
         self.inner.metrics.transactions.inc();
         self.pool.stats.transactions.fetch_add(1, Ordering::Relaxed);
         self.pool
@@ -381,11 +454,13 @@ impl Session {
         self.last_wait = wait;
         {
             let c = srv.conn();
-            *self.shared.attached.lock().await = Some(CancelTarget {
-                addr: c.addr,
-                pid: c.backend_pid,
-                secret: c.backend_secret.clone(),
-            });
+            self.shared
+                .attach(Some(CancelTarget {
+                    addr: c.addr,
+                    pid: c.backend_pid,
+                    secret: c.backend_secret.clone(),
+                }))
+                .await;
         }
         self.pool
             .stats
@@ -466,8 +541,20 @@ impl Session {
         self.drain_synth();
     }
 
-    /// Emit leading synthesized responses.
+    /// Emit leading synthesized responses (called around every server message: the common
+    /// case, nothing to emit, is one inlined check).
+    #[inline]
     pub fn drain_synth(&mut self) {
+        if matches!(
+            self.pending.front(),
+            Some(Pending::Synth(_) | Pending::CopyBoundary)
+        ) {
+            self.drain_synth_slow();
+        }
+    }
+
+    #[cold]
+    fn drain_synth_slow(&mut self) {
         loop {
             match self.pending.front() {
                 Some(Pending::Synth(_)) => {
@@ -523,9 +610,7 @@ impl Session {
             .stats
             .clients_active
             .fetch_sub(1, Ordering::Relaxed);
-        if let Ok(mut a) = self.shared.attached.try_lock() {
-            *a = None;
-        }
+        self.shared.detach_now();
         self.sout.clear();
         self.copy_in = false;
         let stateful = self.mode == PoolMode::Session || self.pinned.is_some();
@@ -576,7 +661,7 @@ impl Session {
         self.inner.unregister_client(self);
         self.cache_cleanup();
         if let Some(mut srv) = self.server.take() {
-            *self.shared.attached.lock().await = None;
+            self.shared.attach(None).await;
             self.pool
                 .stats
                 .clients_active
@@ -631,6 +716,40 @@ mod tests {
 
     fn poll(f: &mut std::pin::Pin<&mut ShutdownSignal>) -> Poll<()> {
         f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn target(pid: i32) -> super::CancelTarget {
+        super::CancelTarget {
+            addr: "127.0.0.1:5432".parse().unwrap(),
+            pid,
+            secret: std::sync::Arc::from(&[1u8, 2, 3, 4][..]),
+        }
+    }
+
+    #[test]
+    fn a_server_is_not_released_while_a_cancel_for_it_is_sent() {
+        let shared = super::ClientShared::default();
+        assert!(shared.begin_cancel().is_none(), "nothing attached");
+        let mut attach = pin!(shared.attach(Some(target(7))));
+        let cx = &mut Context::from_waker(Waker::noop());
+        assert_eq!(attach.as_mut().poll(cx), Poll::Ready(()));
+
+        let c = shared.begin_cancel().expect("attached");
+        assert_eq!(c.target.pid, 7);
+        // Releasing (or attaching another server) waits for the cancel to be sent.
+        let mut release = pin!(shared.attach(None));
+        assert_eq!(release.as_mut().poll(cx), Poll::Pending);
+        shared.detach_now();
+        assert_eq!(release.as_mut().poll(cx), Poll::Pending, "still cancelling");
+        drop(c);
+        assert_eq!(release.as_mut().poll(cx), Poll::Ready(()));
+        assert!(shared.begin_cancel().is_none(), "released");
+
+        // Without a cancel in flight, detach_now clears at once.
+        let mut attach = pin!(shared.attach(Some(target(8))));
+        assert_eq!(attach.as_mut().poll(cx), Poll::Ready(()));
+        shared.detach_now();
+        assert!(shared.begin_cancel().is_none());
     }
 
     #[test]

@@ -73,6 +73,18 @@ impl<'a> Bind<'a> {
             .bytes(self.rest)
             .finish()
     }
+    /// [`Bind::encode_with_statement`], appended to `out` (no frame of its own).
+    pub fn write_with_statement(&self, statement: &str, out: &mut bytes::BytesMut) {
+        let len = 4 + self.portal.len() + 1 + statement.len() + 1 + self.rest.len();
+        out.reserve(1 + len);
+        out.extend_from_slice(b"B");
+        out.extend_from_slice(&(len as i32).to_be_bytes());
+        out.extend_from_slice(self.portal.as_bytes());
+        out.extend_from_slice(&[0]);
+        out.extend_from_slice(statement.as_bytes());
+        out.extend_from_slice(&[0]);
+        out.extend_from_slice(self.rest);
+    }
 }
 
 /// Describe ('D') or Close ('C'): target kind `S` (statement) or `P` (portal) and name.
@@ -184,6 +196,9 @@ mod tests {
         let b2 = Bind::decode(&renamed[5..]).unwrap();
         assert_eq!(b2.statement, "vigil_s1");
         assert_eq!(b2.rest, b.rest);
+        let mut out = bytes::BytesMut::from(&b"x"[..]);
+        b.write_with_statement("vigil_s1", &mut out);
+        assert_eq!(&out[1..], &renamed[..], "appended in place, same bytes");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod simple;
 pub mod startup;
 pub mod status;
 
-pub use decoder::{Decoder, RawMessage};
+pub use decoder::{Decoder, Msg, Next, RawMessage};
 
 /// A malformed or oversized message.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
