@@ -407,17 +407,48 @@ impl Session {
                 Event::ClientWrote(Err(_)) | Event::ClientFlushed(Err(_)) => break End::ClientGone,
                 Event::ClientRead(Ok(0)) | Event::ClientRead(Err(_)) => break End::ClientGone,
                 Event::ClientRead(Ok(_)) => match self.on_client_data().await {
-                    Ok(true) => {}
+                    Ok(true) => self.eager_server_write(),
                     Ok(false) => break End::Terminated,
                     Err(()) => self.closing = true,
                 },
                 Event::ServerWrote(Ok(_)) => {}
-                Event::ServerRead(Ok(n)) if n > 0 => self.on_server_data(),
+                Event::ServerRead(Ok(n)) if n > 0 => {
+                    self.on_server_data();
+                    self.eager_client_write();
+                }
                 Event::ServerWrote(Err(_)) | Event::ServerRead(_) => self.server_lost(None),
             }
         };
         self.cleanup().await;
         end
+    }
+
+    /// Send what was just queued for the server without another turn of the event loop (and
+    /// its select over every source): the socket almost always has room. Anything left (the
+    /// socket is full, or failed) is written by the loop as before, which also reports errors.
+    fn eager_server_write(&mut self) {
+        if self.sout.is_empty() {
+            return;
+        }
+        if let Some(c) = self.server.as_mut().and_then(|s| s.conn.as_deref_mut())
+            && let Ok(n) = c.wr.try_write(&self.sout)
+        {
+            bytes::Buf::advance(&mut self.sout, n);
+        }
+    }
+
+    /// [`Session::eager_server_write`] towards a plain TCP client. TLS clients go through the
+    /// loop, and so does a session using the hot-read cache: the loop bumps what a write
+    /// invalidated before the client may see its commit.
+    fn eager_client_write(&mut self) {
+        if self.cout.is_empty() || self.cache.is_some() {
+            return;
+        }
+        if let ClientWriter::Tcp(w) = &mut self.cwr
+            && let Ok(n) = w.try_write(&self.cout)
+        {
+            bytes::Buf::advance(&mut self.cout, n);
+        }
     }
 
     /// The server may go back to the pool: nothing in flight, not in a transaction.
