@@ -278,11 +278,16 @@ impl Session {
     /// The server-side name for a client statement, preparing it on this server if needed.
     fn server_statement(&mut self, client_name: &str) -> Option<Arc<str>> {
         let def = self.statements.get(client_name)?.clone();
+        self.ensure_on_server(&def);
+        Some(def.server_name.clone())
+    }
+
+    /// Prepare a client statement on the attached server unless it already is.
+    fn ensure_on_server(&mut self, def: &StatementDef) {
         let conn = self.server.as_mut().expect("attached").conn();
         if !conn.statements.touch(&def.server_name) {
-            self.prepare_on_server(&def, None);
+            self.prepare_on_server(def, None);
         }
-        Some(def.server_name.clone())
     }
 
     async fn on_bind(&mut self, m: Msg<'_>) -> Result<(), String> {
@@ -292,11 +297,16 @@ impl Session {
         self.unsynced = true;
         let bind = Bind::decode(m.body()).map_err(|e| e.to_string())?;
         self.cache_bind(&bind);
+        // One lookup of a named statement serves the hook and the rename.
+        let def = if bind.statement.is_empty() {
+            None
+        } else {
+            self.statements.get(bind.statement).cloned()
+        };
         if self.inner.hook.is_some() {
-            let sql = if bind.statement.is_empty() {
-                self.unnamed_sql.clone()
-            } else {
-                self.statements.get(bind.statement).map(|d| d.query.clone())
+            let sql = match &def {
+                None if bind.statement.is_empty() => self.unnamed_sql.clone(),
+                d => d.as_ref().map(|d| d.query.clone()),
             };
             if let Some(sql) = sql {
                 if let Some(h) = &self.inner.hook
@@ -307,11 +317,11 @@ impl Session {
                 self.portals.insert(bind.portal.to_owned(), sql);
             }
         }
-        match (!bind.statement.is_empty())
-            .then(|| self.server_statement(bind.statement))
-            .flatten()
-        {
-            Some(server_name) => bind.write_with_statement(&server_name, &mut self.sout),
+        match def {
+            Some(def) => {
+                self.ensure_on_server(&def);
+                bind.write_with_statement(&def.server_name, &mut self.sout);
+            }
             None => self.sout.extend_from_slice(m.frame),
         }
         self.pending.push_back(Pending::Bind);
@@ -379,12 +389,10 @@ impl Session {
         };
         let hook = if self.inner.hook.is_some() {
             let e = Execute::decode(m.body()).map_err(|e| e.to_string())?;
-            self.portals.get(e.portal).map(|sql| {
-                Box::new(ExecHook {
-                    sql: sql.clone(),
-                    started: Instant::now(),
-                    fill: None,
-                })
+            self.portals.get(e.portal).map(|sql| ExecHook {
+                sql: sql.clone(),
+                started: Instant::now(),
+                fill: None,
             })
         } else {
             None
@@ -394,11 +402,11 @@ impl Session {
                 h.fill = fill;
                 Some(h)
             }
-            (None, Some(fill)) => Some(Box::new(ExecHook {
+            (None, Some(fill)) => Some(ExecHook {
                 sql: "".into(),
                 started: Instant::now(),
                 fill: Some(fill),
-            })),
+            }),
             (None, None) => None,
         };
         self.sout.extend_from_slice(m.frame);

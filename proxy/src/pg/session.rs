@@ -57,7 +57,8 @@ pub(crate) enum Pending {
     Bind,
     Describe,
     Execute {
-        hook: Option<Box<ExecHook>>,
+        /// Inline (no allocation per Execute): it is no larger than the Parse variant.
+        hook: Option<ExecHook>,
     },
     Close {
         hidden: bool,
@@ -755,6 +756,12 @@ mod tests {
             pid,
             secret: std::sync::Arc::from(&[1u8, 2, 3, 4][..]),
         }
+    }
+
+    #[test]
+    fn pending_entries_stay_small() {
+        // The queue holds one per message in flight; an inline ExecHook must not grow it.
+        assert!(std::mem::size_of::<super::Pending>() <= 48);
     }
 
     #[test]
