@@ -3,7 +3,8 @@
 # bench/http/http.sh (small JSON backend on nginx, Vigil with metrics and OTLP export to a sink,
 # Vigil without OTLP, nginx proxy_pass keepalive), wrk -t2 -c64 alternated, and for each run the
 # proxy's utime+stime from /proc/PID/stat (nginx: master plus workers) divided by the requests
-# wrk completed. Prints one line per run and the median per contender.
+# wrk completed, split into user and system time, and the whole machine's busy time per request
+# (wrk, backend and proxy together). Prints one line per run and the median per contender.
 #
 #   VIGIL_BIN=target/release/vigil bench/http/cpu.sh [seconds per run, default 10] [rounds, default 3]
 set -euo pipefail
@@ -18,13 +19,18 @@ W=$(mktemp -d /tmp/vigil-httpcpu.XXXXXX)
 trap bench_cleanup EXIT
 CLK=$(getconf CLK_TCK)
 
-# utime+stime in ticks of the given pids and their children threads (per-process totals).
+# "utime stime" in ticks of the given pids (per-process totals, threads included).
 ticks() {
-    local t=0 p
+    local u=0 s=0 p a b
     for p in "$@"; do
-        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+        read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null || echo 0 0)
+        u=$((u + a)) s=$((s + b))
     done
-    echo "$t"
+    echo "$u $s"
+}
+# Busy and idle ticks of the whole machine (/proc/stat; iowait counts as idle).
+machine() {
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat
 }
 pids_of() {
     local main
@@ -65,13 +71,20 @@ for r in $(seq 1 "$ROUNDS"); do
         # shellcheck disable=SC2046
         set -- $(pids_of "${pid[$t]}")
         before=$(ticks "$@")
+        read -r mb ib <<<"$(machine)"
         out=$(wrk -t2 -c64 -d"$D"s --latency "${url[$t]}")
+        read -r ma ia <<<"$(machine)"
         after=$(ticks "$@")
         n=$(echo "$out" | awk '/requests in/ {print $1}')
         rs=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
         p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-        cpu=$(awk -v a="$before" -v b="$after" -v n="$n" -v hz="$CLK" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')
-        log "round $r $t: requests=$n req/s=$rs p99=$p99 cpu_us_per_req=$cpu"
+        read -r ub sb <<<"$before"
+        read -r ua sa <<<"$after"
+        cpu=$(awk -v u=$((ua - ub)) -v s=$((sa - sb)) -v n="$n" -v hz="$CLK" 'BEGIN {printf "%.1f", (u + s) / hz * 1e6 / n}')
+        split=$(awk -v u=$((ua - ub)) -v s=$((sa - sb)) -v n="$n" -v hz="$CLK" 'BEGIN {printf "user=%.1f,sys=%.1f", u / hz * 1e6 / n, s / hz * 1e6 / n}')
+        # Everything the machine ran per request (wrk, backend, proxy, the rest), and its idle share.
+        mach=$(awk -v b=$((ma - mb)) -v i=$((ia - ib)) -v n="$n" -v hz="$CLK" 'BEGIN {printf "machine_busy_us_per_req=%.1f idle=%.0f%%", b / hz * 1e6 / n, 100 * i / (b + i)}')
+        log "round $r $t: requests=$n req/s=$rs p99=$p99 cpu_us_per_req=$cpu ($split) $mach"
         us[$t]="${us[$t]:-} $cpu"
         rps[$t]="${rps[$t]:-} $rs"
     done
