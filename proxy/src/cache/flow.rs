@@ -636,6 +636,14 @@ impl Session {
         self.cache.as_ref().is_some_and(|sc| sc.hold)
     }
 
+    /// May the client output go out before the session loop's next turn? Not while it is held
+    /// or a bump is due: the loop bumps first ([`Session::cache_after_server`]).
+    pub(crate) fn cache_lets_output_out(&self) -> bool {
+        self.cache
+            .as_ref()
+            .is_none_or(|sc| !sc.hold && sc.due.is_none())
+    }
+
     /// Bump what is due (before the client sees the commit); release a held output.
     pub(crate) async fn cache_after_server(&mut self) {
         let server_gone = self.server.is_none();

@@ -439,10 +439,10 @@ impl Session {
     }
 
     /// [`Session::eager_server_write`] towards a plain TCP client. TLS clients go through the
-    /// loop, and so does a session using the hot-read cache: the loop bumps what a write
-    /// invalidated before the client may see its commit.
+    /// loop, and so does output the hot-read cache holds back or that waits for a bump: the
+    /// loop bumps what a write invalidated before the client may see its commit.
     fn eager_client_write(&mut self) {
-        if self.cout.is_empty() || self.cache.is_some() {
+        if self.cout.is_empty() || !self.cache_lets_output_out() {
             return;
         }
         if let ClientWriter::Tcp(w) = &mut self.cwr
