@@ -9,7 +9,8 @@
 # Each contender: `vigil run` under callgrind ([pg] transaction mode, pool 20, trust), a
 # warm-up (pool, prepared statements, fingerprint caches), counters zeroed, then
 # `pgbench -n -S -M $PG_MODE -c 4 -j 1 -t N` (N per client, default 1500), counters dumped.
-# PG_MODE: prepared (default), extended or simple. CG_OUT=DIR keeps each contender's callgrind
+# PG_MODE: prepared (default), extended or simple. VIGIL_PG_EXTRA: TOML appended to each
+# contender's config (a `[cache]` section, say). CG_OUT=DIR keeps each contender's callgrind
 # output as DIR/LABEL.cg (for callgrind_annotate). Needs valgrind (Debian package).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,7 +20,7 @@ TX=1500
 while [ $# -gt 0 ]; do
     case $1 in
     --tx) TX=$2; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) break ;;
     esac
     shift

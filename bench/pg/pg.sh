@@ -30,6 +30,7 @@ enabled = $stats
 
 [telemetry]
 log_level = "warn"
+${VIGIL_PG_EXTRA:-}
 EOF
     "$VIGIL_BIN" run --config "$W/$name.toml" >"$W/$name.log" 2>&1 &
     track $!

@@ -10,6 +10,43 @@ use super::lexer::{Kind, Lexer};
 /// comments) are skipped. `;` inside strings, quoted identifiers, dollar-quoted bodies, comments
 /// and SQL-standard `BEGIN ATOMIC ... END` bodies do not split. Never allocates beyond the `Vec`.
 pub fn split_statements(sql: &str) -> Vec<&str> {
+    if let Some(one) = single_plain(sql) {
+        let mut out = Vec::with_capacity(1);
+        push(&mut out, one);
+        return out;
+    }
+    split_lexed(sql)
+}
+
+/// The common case without the lexer: a string with nothing that could hide a `;` (no quotes,
+/// dollar signs or comments) and at most one `;`, followed only by whitespace. Returns the text
+/// before that `;` (or the whole string), which is what the lexer would split out.
+fn single_plain(sql: &str) -> Option<&str> {
+    let b = sql.as_bytes();
+    let mut semi = None;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'\'' | b'"' | b'$' => return None,
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            b';' if semi.is_some() => return None,
+            b';' => semi = Some(i),
+            _ => {}
+        }
+    }
+    match semi {
+        None => Some(sql),
+        Some(i) if b[i + 1..].iter().all(|&c| is_pg_space(c)) => Some(&sql[..i]),
+        Some(_) => None,
+    }
+}
+
+/// PostgreSQL's whitespace (`\x0b` included, unlike `char::is_ascii_whitespace`).
+fn is_pg_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn split_lexed(sql: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0usize;
     let mut has_token = false;
@@ -65,6 +102,33 @@ fn push<'a>(out: &mut Vec<&'a str>, s: &'a str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_fast_path_splits_as_the_lexer_does() {
+        // Every string over an alphabet of the characters that matter (quotes, dollar signs,
+        // comment starts, semicolons, whitespace, words), up to 5 symbols long.
+        const PARTS: [&str; 14] = [
+            ";", "'", "\"", "$$", "$1", "--", "/*", "*/", "-", "/", " ", "\n", "select 1", "x",
+        ];
+        let mut fast = 0;
+        let mut idx = [0usize; 5];
+        for len in 0..=5usize {
+            let combos = PARTS.len().pow(len as u32);
+            for n in 0..combos {
+                let mut k = n;
+                for slot in idx.iter_mut().take(len) {
+                    *slot = k % PARTS.len();
+                    k /= PARTS.len();
+                }
+                let sql: String = idx[..len].iter().map(|&i| PARTS[i]).collect();
+                if single_plain(&sql).is_some() {
+                    fast += 1;
+                }
+                assert_eq!(split_statements(&sql), split_lexed(&sql), "{sql:?}");
+            }
+        }
+        assert!(fast > 1_000, "the fast path was taken {fast} times");
+    }
 
     #[test]
     fn splits_at_top_level_semicolons() {

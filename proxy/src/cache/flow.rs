@@ -304,8 +304,6 @@ impl Session {
         let tx_status = self.tx_status;
         let idle = tx_status == b'I';
         let pinned = self.pinned.is_some();
-        let database = self.database.clone();
-        let user = self.user.clone();
         let startup_isolation = !idle
             && self
                 .wanted
@@ -387,6 +385,9 @@ impl Session {
             cache.stats.bypass(fp, BypassReason::CatalogLoading);
             return Outcome::Pass;
         }
+        // Owned copies (the session is borrowed again below): only on the cacheable path.
+        let database = self.database.clone();
+        let user = self.user.clone();
         let input = KeyInput {
             extended,
             database: &database,
@@ -456,7 +457,10 @@ impl Session {
     }
 
     /// A simple Query: track its writes; for one eligible statement, look it up.
-    pub(crate) async fn cache_query(&mut self, sql: &str) -> Outcome {
+    ///
+    /// `fps` gets the `fingerprint_id` of every statement of `vigil_analyzer::split_statements`
+    /// (left empty when they were not all computed), for the statistics hook to reuse.
+    pub(crate) async fn cache_query(&mut self, sql: &str, fps: &mut Vec<u64>) -> Outcome {
         if self.inner.cache.is_none() {
             return Outcome::Pass;
         }
@@ -465,8 +469,10 @@ impl Session {
         let mut last = None;
         for (i, stmt) in stmts.iter().enumerate() {
             let Some((fp, info)) = self.cache_info(stmt) else {
+                fps.clear();
                 return Outcome::Pass;
             };
+            fps.push(fp);
             self.cache_track(&info, stmt, idle_start && i == 0);
             last = Some((fp, info));
         }

@@ -153,6 +153,7 @@ impl Session {
                                     rows: tag.and_then(simple::rows_from_tag),
                                     command_tag: tag,
                                     sqlstate: None,
+                                    fingerprint: h.fps.get(h.next).copied(),
                                 });
                             }
                             h.next += 1;
@@ -239,6 +240,7 @@ impl Session {
                                 rows: tag.and_then(simple::rows_from_tag),
                                 command_tag: tag,
                                 sqlstate: None,
+                                fingerprint: None,
                             });
                         }
                         self.pending.pop_front();
@@ -376,6 +378,7 @@ impl Session {
                         rows: None,
                         command_tag: None,
                         sqlstate: Some(&code),
+                        fingerprint: h.fps.get(h.next).copied(),
                     });
                     h.next = h.statements.len();
                 }
@@ -398,6 +401,7 @@ impl Session {
                         rows: None,
                         command_tag: None,
                         sqlstate: Some(&code),
+                        fingerprint: None,
                     });
                 }
                 self.copy_in = false;

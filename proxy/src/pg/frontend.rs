@@ -160,7 +160,8 @@ impl Session {
                 _ => {}
             }
         }
-        let fill = match self.cache_query(&sql).await {
+        let mut fps = Vec::new();
+        let fill = match self.cache_query(&sql, &mut fps).await {
             Outcome::Hit(b) => {
                 self.push_synth(b);
                 return Ok(());
@@ -175,11 +176,13 @@ impl Session {
             self.pin(reason);
         }
         let hook = (self.inner.hook.is_some() || fill.is_some()).then(|| {
+            // The analyzer's split, as the cache's: `fps` lines up with it.
             Box::new(SimpleHook {
-                statements: pinning::split_statements(&sql)
+                statements: vigil_analyzer::split_statements(&sql)
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
+                fps,
                 next: 0,
                 last: Instant::now(),
                 fill,

@@ -40,6 +40,9 @@ pub struct StatementEvent<'a> {
     pub command_tag: Option<&'a str>,
     /// The SQLSTATE on failure.
     pub sqlstate: Option<&'a str>,
+    /// The statement's `vigil_analyzer::fingerprint_id`, when the proxy already computed it
+    /// for this text (the hot-read cache does for simple queries); `None`: compute it.
+    pub fingerprint: Option<u64>,
 }
 
 /// A statement about to be prepared (extended protocol Parse).

@@ -84,6 +84,8 @@ pub(crate) struct ExecHook {
 
 pub(crate) struct SimpleHook {
     pub statements: Vec<String>,
+    /// `fingerprint_id` of each of `statements` when the cache computed them (else empty).
+    pub fps: Vec<u64>,
     pub next: usize,
     pub last: Instant,
     pub fill: Option<Box<crate::cache::flow::Fill>>,

@@ -442,7 +442,10 @@ impl StatementHook for QueryStats {
     }
 
     fn on_statement(&self, event: &StatementEvent<'_>) {
-        let fp = self.fingerprint_for(event.sql, event.protocol);
+        let fp = match event.fingerprint {
+            Some(fp) => fp,
+            None => self.fingerprint_for(event.sql, event.protocol),
+        };
         let key = table::key(fp, event.database, event.user);
         self.plans
             .observe(fp, event.database, event.user, event.sql, event.protocol);
