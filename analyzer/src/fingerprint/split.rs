@@ -108,8 +108,7 @@ fn split_lexed(sql: &str) -> Vec<&str> {
 }
 
 fn push<'a>(out: &mut Vec<&'a str>, s: &'a str) {
-    // PostgreSQL's whitespace (`\x0b` included, unlike `char::is_ascii_whitespace`).
-    let s = s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
+    let s = s.trim_matches(|c: char| c.is_ascii() && is_pg_space(c as u8));
     if !s.is_empty() {
         out.push(s);
     }

@@ -458,14 +458,14 @@ impl Session {
 
     /// A simple Query: track its writes; for one eligible statement, look it up.
     ///
-    /// `fps` gets the `fingerprint_id` of every statement of `vigil_analyzer::split_statements`
-    /// (left empty when they were not all computed), for the statistics hook to reuse.
-    pub(crate) async fn cache_query(&mut self, sql: &str, fps: &mut Vec<u64>) -> Outcome {
+    /// `stmts`: the query split by `vigil_analyzer::split_statements`. `fps` gets the
+    /// `fingerprint_id` of each (left empty when they were not all computed), for the
+    /// statistics hook to reuse.
+    pub(crate) async fn cache_query(&mut self, stmts: &[&str], fps: &mut Vec<u64>) -> Outcome {
         if self.inner.cache.is_none() {
             return Outcome::Pass;
         }
         let idle_start = self.pending.is_empty() && self.tx_status == b'I';
-        let stmts = vigil_analyzer::split_statements(sql);
         let mut last = None;
         for (i, stmt) in stmts.iter().enumerate() {
             let Some((fp, info)) = self.cache_info(stmt) else {

@@ -160,8 +160,14 @@ impl Session {
                 _ => {}
             }
         }
+        // Split once for the cache and the statistics hook (`fps` lines up with it).
+        let stmts = if self.inner.cache.is_some() || self.inner.hook.is_some() {
+            vigil_analyzer::split_statements(&sql)
+        } else {
+            Vec::new()
+        };
         let mut fps = Vec::new();
-        let fill = match self.cache_query(&sql, &mut fps).await {
+        let fill = match self.cache_query(&stmts, &mut fps).await {
             Outcome::Hit(b) => {
                 self.push_synth(b);
                 return Ok(());
@@ -176,12 +182,8 @@ impl Session {
             self.pin(reason);
         }
         let hook = (self.inner.hook.is_some() || fill.is_some()).then(|| {
-            // The analyzer's split, as the cache's: `fps` lines up with it.
             Box::new(SimpleHook {
-                statements: vigil_analyzer::split_statements(&sql)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
+                statements: stmts.iter().map(|s| (*s).to_owned()).collect(),
                 fps,
                 next: 0,
                 last: Instant::now(),

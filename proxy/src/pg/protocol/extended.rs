@@ -65,7 +65,9 @@ impl<'a> Bind<'a> {
             rest: r.rest(),
         })
     }
-    /// Encode with another statement name.
+    /// Encode with another statement name (the frame-builder form; the proxy appends with
+    /// [`Bind::write_with_statement`], which the tests check against this).
+    #[cfg(test)]
     pub fn encode_with_statement(&self, statement: &str) -> Bytes {
         Frame::new(b'B')
             .cstr(self.portal)
@@ -73,7 +75,7 @@ impl<'a> Bind<'a> {
             .bytes(self.rest)
             .finish()
     }
-    /// [`Bind::encode_with_statement`], appended to `out` (no frame of its own).
+    /// The Bind with another statement name, appended to `out` (no frame of its own).
     pub fn write_with_statement(&self, statement: &str, out: &mut bytes::BytesMut) {
         let len = 4 + self.portal.len() + 1 + statement.len() + 1 + self.rest.len();
         out.reserve(1 + len);
